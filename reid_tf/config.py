@@ -1,0 +1,125 @@
+"""A run's settings as frozen dataclasses, written to and read from `config.json`."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "market1501"  # market1501 | duke | csv | synthetic
+    data_dir: str = ""
+    train_csv: str = ""
+    image_height: int = 224
+    image_width: int = 112
+    augment: str = "basic"  # none | basic | enhanced
+    return_id_num: int = 20  # P
+    image_num_every_id: int = 4  # K
+    valid_ids: int = 50
+    train_eval_ids: int = 50
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    backbone: str = "resnet50"  # resnet50 | resnet50v2 | small
+    backbone_weights: str = "imagenet"  # imagenet | none | PATH
+    pooling: str = "avg"  # avg | max | none
+    head: str = "fc1024"  # fc1024 | fc
+    embedding_dim: int = 128
+    output_activation: str = "none"  # none | softmax
+    dropout: float = 0.0
+    head_init: str = "truncated_normal"  # truncated_normal | keras_default
+    head_init_stddev: float = 0.001
+    trainable: str = "all"  # all | head
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    margin: str = "soft"  # soft | a float
+    mining: str = "batch_hard"  # batch_hard | batch_hardest
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    initial_learning_rate: float = 1e-4
+    decay_rate: float = 0.1
+    decay_steps: int = 10000
+    staircase: bool = False
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    max_steps: int = 20001
+    checkpoint_every: int = 5000
+    eval_every: int = 5000
+    eval_rerank: bool = False
+    eval_before_training: bool = False
+    log_every: int = 100
+    init_checkpoint: str = ""
+    seed: int = 0
+    mixed_precision: str = "none"  # none | bfloat16 | float16
+    jit_compile: bool = False
+
+
+# Fields that may differ when a run resumes: they change how long or how loudly it runs,
+# not what it computes.
+RESUMABLE_FIELDS = frozenset(
+    {
+        "train.max_steps",
+        "train.checkpoint_every",
+        "train.eval_every",
+        "train.eval_rerank",
+        "train.eval_before_training",
+        "train.log_every",
+        "train.init_checkpoint",
+        "data.data_dir",
+    }
+)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RunConfig:
+        sections = {f.name: f.type for f in dataclasses.fields(cls)}
+        kwargs = {}
+        for f in dataclasses.fields(cls):
+            section_cls = globals()[sections[f.name]] if isinstance(sections[f.name], str) else f.type
+            known = {g.name for g in dataclasses.fields(section_cls)}
+            kwargs[f.name] = section_cls(**{k: v for k, v in d.get(f.name, {}).items() if k in known})
+        return cls(**kwargs)
+
+
+def save_config(config: RunConfig, path: str) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(config.to_dict(), f, indent=2, sort_keys=True)
+        f.write("\n")
+
+
+def load_config(path: str) -> RunConfig:
+    with open(path, encoding="utf-8") as f:
+        return RunConfig.from_dict(json.load(f))
+
+
+def config_differences(old: RunConfig, new: RunConfig) -> list[str]:
+    """Settings that differ between two runs, ignoring those a resumed run may change."""
+    diffs = []
+    old_d, new_d = old.to_dict(), new.to_dict()
+    for section, values in new_d.items():
+        for key, value in values.items():
+            name = f"{section}.{key}"
+            before = old_d.get(section, {}).get(key)
+            if name not in RESUMABLE_FIELDS and before != value:
+                diffs.append(f"{name}: {before!r} -> {value!r}")
+    return diffs

@@ -1,0 +1,170 @@
+"""tf.data pipelines: P x K identity batches for training, ordered batches for evaluation.
+
+Images come out as float32 pixels in [0, 255]; normalisation belongs to the model, so an
+exported model takes raw pixels. All randomness is stateless and keyed by (seed, position),
+so a stream is reproducible and parallel decoding cannot change it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from reid_tf.datasets import DatasetError, Record
+
+AUGMENTATIONS = ("none", "basic", "enhanced")
+CROP_MARGIN = 1.125  # "crop image": resize 12.5% larger, then crop back (TriNet: 288x144 -> 256x128)
+
+
+def pk_index_batches(pids: Sequence[int], p: int, k: int, seed: int) -> tf.data.Dataset:
+    """An endless stream of int32 [P*K] record indices: P distinct identities, K images each.
+
+    Identities are drawn epoch by epoch from a fresh permutation (the remainder of P dropped),
+    so each is visited about equally often. An identity with fewer than K images is padded by
+    repeating its own images evenly: shuffle, tile, cut.
+    """
+    pids = np.asarray(pids)
+    order = np.argsort(pids, kind="stable")
+    unique, starts, counts = np.unique(pids[order], return_index=True, return_counts=True)
+    if p < 1 or k < 1:
+        raise DatasetError(f"P={p} and K={k} must be at least 1")
+    if len(unique) < p:
+        raise DatasetError(
+            f"P={p} identities per batch (--return_id_num) but the training set has only"
+            f" {len(unique)} identities with images; lower --return_id_num"
+        )
+    members = tf.constant(order, tf.int32)
+    starts = tf.constant(starts, tf.int32)
+    counts = tf.constant(counts, tf.int32)
+    max_count = int(counts.numpy().max())
+    num_ids = len(unique)
+
+    def sample(batch_index, ids):
+        rand = tf.random.stateless_uniform([p, max_count], seed=tf.stack([seed, batch_index]))
+        count = tf.gather(counts, ids)
+        valid = tf.range(max_count)[None, :] < count[:, None]
+        # Each row: a random permutation of the identity's own images first, padding after.
+        perm = tf.argsort(tf.where(valid, rand, 2.0), axis=1, stable=True)
+        slot = tf.range(k)[None, :] % count[:, None]  # tile the permutation, cut at K
+        offsets = tf.gather(perm, slot, batch_dims=1) + tf.gather(starts, ids)[:, None]
+        return tf.reshape(tf.gather(members, offsets), [p * k])
+
+    ids = (
+        tf.data.Dataset.range(num_ids)
+        .shuffle(num_ids, seed=seed, reshuffle_each_iteration=True)
+        .take(num_ids // p * p)
+        .repeat()
+        .map(lambda i: tf.cast(i, tf.int32))
+        .batch(p, drop_remainder=True)
+        .enumerate()
+    )
+    return ids.map(lambda i, b: sample(tf.cast(i, tf.int32), b))
+
+
+def decode_image(contents: tf.Tensor) -> tf.Tensor:
+    """JPEG or PNG bytes to float32 RGB pixels [h, w, 3] in [0, 255]; grayscale becomes RGB."""
+    image = tf.io.decode_image(contents, channels=3, expand_animations=False)
+    image.set_shape([None, None, 3])
+    return tf.cast(image, tf.float32)
+
+
+def resize(image: tf.Tensor, height: int, width: int) -> tf.Tensor:
+    """Bilinear resize to exactly (height, width); the one resize of evaluation and serving."""
+    return tf.image.resize(image, [height, width], method="bilinear")
+
+
+def load_eval_image(contents: tf.Tensor, height: int, width: int) -> tf.Tensor:
+    """Encoded image to model input, exactly as evaluation and the bytes signature see it."""
+    return resize(decode_image(contents), height, width)
+
+
+def _color_jitter(image: tf.Tensor, seeds: tf.Tensor) -> tf.Tensor:
+    x = image / 255.0
+    x = tf.image.stateless_random_brightness(x, 0.2, seed=seeds[0])
+    x = tf.image.stateless_random_contrast(x, 0.8, 1.2, seed=seeds[1])
+    x = tf.image.stateless_random_saturation(tf.clip_by_value(x, 0.0, 1.0), 0.8, 1.2, seed=seeds[2])
+    x = tf.image.stateless_random_hue(x, 0.05, seed=seeds[3])
+    return tf.clip_by_value(x, 0.0, 1.0) * 255.0
+
+
+def random_erasing(
+    image: tf.Tensor, seed: tf.Tensor, probability: float = 0.5,
+    area: tuple[float, float] = (0.02, 0.4), aspect: tuple[float, float] = (0.3, 1 / 0.3),
+) -> tf.Tensor:
+    """Zhong et al. 2017 random erasing: a random rectangle filled with uniform noise."""
+    height, width = tf.shape(image)[0], tf.shape(image)[1]
+    h_f, w_f = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
+    u = tf.random.stateless_uniform([5], seed=seed)
+    target = (area[0] + (area[1] - area[0]) * u[0]) * h_f * w_f
+    log_aspect = np.log(aspect[0]) + (np.log(aspect[1]) - np.log(aspect[0])) * u[1]
+    ratio = tf.exp(log_aspect)
+    eh = tf.minimum(tf.cast(tf.round(tf.sqrt(target * ratio)), tf.int32), height)
+    ew = tf.minimum(tf.cast(tf.round(tf.sqrt(target / ratio)), tf.int32), width)
+    top = tf.cast(u[2] * tf.cast(height - eh + 1, tf.float32), tf.int32)
+    left = tf.cast(u[3] * tf.cast(width - ew + 1, tf.float32), tf.int32)
+    rows = tf.range(height)[:, None]
+    cols = tf.range(width)[None, :]
+    inside = (rows >= top) & (rows < top + eh) & (cols >= left) & (cols < left + ew)
+    inside = inside & (u[4] < probability)
+    noise = tf.random.stateless_uniform(tf.shape(image), seed=seed[::-1], maxval=255.0)
+    return tf.where(inside[:, :, None], noise, image)
+
+
+def augment_image(image: tf.Tensor, height: int, width: int, augment: str, seed: tf.Tensor) -> tf.Tensor:
+    """Train-time transform of decoded pixels to (height, width) at an augmentation level."""
+    if augment == "none":
+        return resize(image, height, width)
+    seeds = tf.random.experimental.stateless_split(seed, 8)
+    image = tf.image.stateless_random_flip_left_right(image, seed=seeds[0])
+    big_h, big_w = round(height * CROP_MARGIN), round(width * CROP_MARGIN)
+    image = tf.image.stateless_random_crop(resize(image, big_h, big_w), [height, width, 3], seed=seeds[1])
+    if augment == "enhanced":
+        image = _color_jitter(image, seeds[2:6])
+        image = random_erasing(image, seeds[6])
+    return image
+
+
+def train_dataset(
+    records: Sequence[Record], p: int, k: int, height: int, width: int,
+    augment: str = "basic", seed: int = 0,
+) -> tf.data.Dataset:
+    """Endless (images [P*K, H, W, 3] float32, pids [P*K] int32) batches of P ids x K images."""
+    if augment not in AUGMENTATIONS:
+        raise ValueError(f"augment must be one of {AUGMENTATIONS}, got {augment!r}")
+    paths = tf.constant([r.path for r in records])
+    labels = tf.constant([r.pid for r in records], tf.int32)
+
+    def load(position, index):
+        image = decode_image(tf.io.read_file(tf.gather(paths, index)))
+        seed_pair = tf.stack([tf.cast(seed, tf.int64) + 1_000_003, position])
+        return augment_image(image, height, width, augment, seed_pair), tf.gather(labels, index)
+
+    return (
+        pk_index_batches([r.pid for r in records], p, k, seed)
+        .unbatch()
+        .enumerate()
+        .map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        .batch(p * k, drop_remainder=True)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
+def eval_dataset(
+    records: Sequence[Record], height: int, width: int, batch_size: int = 64
+) -> tf.data.Dataset:
+    """(images, pids, camids) batches of every record once, in order, the last batch partial."""
+    paths = tf.constant([r.path for r in records], tf.string) if records else tf.constant([], tf.string)
+    pids = tf.constant([r.pid for r in records], tf.int32)
+    camids = tf.constant([r.camid for r in records], tf.int32)
+    return (
+        tf.data.Dataset.from_tensor_slices((paths, pids, camids))
+        .map(
+            lambda path, pid, cam: (load_eval_image(tf.io.read_file(path), height, width), pid, cam),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+        .batch(batch_size)
+        .prefetch(tf.data.AUTOTUNE)
+    )

@@ -1,0 +1,96 @@
+"""Batch-hard triplet losses (Hermans et al. 2017, "In Defense of the Triplet Loss") and statistics.
+
+Conventions follow TensorFlow Addons' `triplet_hard_loss` (L2): the anchor is not its own
+positive; an anchor without positives gets d_ap = 0 and still counts; an anchor without
+negatives uses the largest distance of its row; tied hardest samples share the gradient.
+Unlike Addons, the soft margin is a stable softplus, finite for any gap.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+MININGS = ("batch_hard", "batch_hardest")
+
+
+def pairwise_distances(embeddings: tf.Tensor) -> tf.Tensor:
+    """Euclidean distances [n, n] in float32, exactly 0 on the diagonal, finite gradient at 0."""
+    e = tf.cast(embeddings, tf.float32)
+    sq_norms = tf.reduce_sum(tf.square(e), axis=1)
+    squared = sq_norms[:, None] + sq_norms[None, :] - 2.0 * tf.matmul(e, e, transpose_b=True)
+    squared = tf.maximum(squared, 0.0)  # round-off can make it slightly negative
+    zero = squared <= 0.0
+    # sqrt has an infinite slope at 0: take it only where the value is positive.
+    distances = tf.where(zero, 0.0, tf.sqrt(tf.where(zero, 1.0, squared)))
+    return tf.linalg.set_diag(distances, tf.zeros_like(sq_norms))
+
+
+def _hardest(distances: tf.Tensor, pids: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Per anchor: (largest positive distance, smallest negative distance)."""
+    pids = tf.reshape(pids, [-1])
+    same = tf.equal(pids[:, None], pids[None, :])
+    positive = tf.cast(tf.linalg.set_diag(same, tf.zeros_like(pids, tf.bool)), distances.dtype)
+    negative = tf.cast(tf.logical_not(same), distances.dtype)
+    # Masked max/min measured from the row's min/max, so an empty mask yields d_ap = row min
+    # (= 0, the diagonal) and d_an = row max, Addons' conventions.
+    row_min = tf.reduce_min(distances, axis=1, keepdims=True)
+    row_max = tf.reduce_max(distances, axis=1, keepdims=True)
+    d_ap = tf.reduce_max((distances - row_min) * positive, axis=1, keepdims=True) + row_min
+    d_an = tf.reduce_min((distances - row_max) * negative, axis=1, keepdims=True) + row_max
+    return d_ap[:, 0], d_an[:, 0]
+
+
+def _parse_margin(margin) -> float | None:
+    if isinstance(margin, str):
+        if margin == "soft":
+            return None
+        try:
+            margin = float(margin)
+        except ValueError:
+            raise ValueError(f"margin must be 'soft' or a number, got {margin!r}") from None
+    if margin < 0:
+        raise ValueError(f"margin must be >= 0, got {margin}")
+    return float(margin)
+
+
+def batch_hard_triplet_loss(
+    embeddings: tf.Tensor, pids: tf.Tensor, margin: str | float = "soft", mining: str = "batch_hard"
+) -> tf.Tensor:
+    """Mean over anchors of softplus(d_ap - d_an) ("soft") or max(d_ap - d_an + m, 0).
+
+    `mining="batch_hardest"` keeps only the single hardest triplet of the batch.
+    """
+    if mining not in MININGS:
+        raise ValueError(f"mining must be one of {MININGS}, got {mining!r}")
+    m = _parse_margin(margin)
+    d_ap, d_an = _hardest(pairwise_distances(embeddings), pids)
+    gap = d_ap - d_an
+    per_anchor = tf.nn.softplus(gap) if m is None else tf.maximum(gap + m, 0.0)
+    return tf.reduce_max(per_anchor) if mining == "batch_hardest" else tf.reduce_mean(per_anchor)
+
+
+def batch_stats(embeddings: tf.Tensor, pids: tf.Tensor, margin: str | float = "soft") -> dict:
+    """Scalars that show how training goes: distances, active triplets, in-batch top-1, norms."""
+    e = tf.cast(embeddings, tf.float32)
+    pids = tf.reshape(pids, [-1])
+    distances = pairwise_distances(e)
+    n = tf.shape(pids)[0]
+    same = tf.equal(pids[:, None], pids[None, :])
+    off_diag = tf.logical_not(tf.eye(n, dtype=tf.bool))
+    positive = tf.logical_and(same, off_diag)
+    negative = tf.logical_not(same)
+    d_ap, d_an = _hardest(distances, pids)
+    m = _parse_margin(margin) or 0.0
+    nearest = tf.argmin(tf.where(off_diag, distances, float("inf")), axis=1, output_type=tf.int32)
+
+    def masked_mean(mask):
+        mask = tf.cast(mask, tf.float32)
+        return tf.reduce_sum(distances * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
+
+    return {
+        "mean_distance_positive": masked_mean(positive),
+        "mean_distance_negative": masked_mean(negative),
+        "active_triplets": tf.reduce_mean(tf.cast(d_ap - d_an + m > 0, tf.float32)),
+        "top1_in_batch": tf.reduce_mean(tf.cast(tf.equal(tf.gather(pids, nearest), pids), tf.float32)),
+        "embedding_norm": tf.reduce_mean(tf.norm(e, axis=1)),
+    }

@@ -1,0 +1,164 @@
+"""The embedding model: raw RGB pixels [0, 255] -> backbone -> pooling -> head -> embeddings."""
+
+from __future__ import annotations
+
+import os
+
+import keras
+import tensorflow as tf
+
+BACKBONES = ("resnet50", "resnet50v2", "small")
+POOLINGS = ("avg", "max", "none")
+HEADS = ("fc1024", "fc")
+OUTPUT_ACTIVATIONS = ("none", "softmax")
+HEAD_INITS = ("truncated_normal", "keras_default")
+TRAINABLE = ("all", "head")
+
+
+class WeightsUnavailableError(RuntimeError):
+    """Backbone weights could not be had (offline, or a bad file)."""
+
+
+@keras.saving.register_keras_serializable("reid_tf")
+class PixelPreprocessing(keras.layers.Layer):
+    """The backbone's own normalisation of [0, 255] RGB pixels, inside the model."""
+
+    def __init__(self, mode: str, **kwargs):
+        super().__init__(**kwargs)
+        self.mode = mode
+
+    def call(self, x):
+        x = tf.cast(x, self.compute_dtype)
+        if self.mode == "caffe":  # keras.applications.resnet50: RGB->BGR, ImageNet mean removed
+            mean = tf.constant([103.939, 116.779, 123.68], self.compute_dtype)
+            return x[..., ::-1] - mean
+        return x / 127.5 - 1.0  # "tf" mode: [-1, 1]
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}
+
+
+def small_backbone(input_shape: tuple[int, int, int]) -> keras.Model:
+    """A 4-stage CNN (conv-BN-ReLU x2, pool): learns the synthetic data on a CPU in minutes."""
+    inputs = keras.Input(input_shape)
+    x = inputs
+    for filters in (32, 64, 128, 256):
+        for _ in range(2):
+            x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+            x = keras.layers.BatchNormalization()(x)
+            x = keras.layers.ReLU()(x)
+        x = keras.layers.MaxPooling2D(2)(x)
+    return keras.Model(inputs, x, name="small")
+
+
+def build_backbone(name: str, weights: str, input_shape: tuple[int, int, int]) -> keras.Model:
+    """A headless backbone returning its last feature map; weights: imagenet, none or a path."""
+    if name not in BACKBONES:
+        raise ValueError(f"backbone must be one of {BACKBONES}, got {name!r}")
+    if min(input_shape[:2]) < 32:
+        raise ValueError(f"input {input_shape[0]}x{input_shape[1]} is too small: need >= 32 px")
+    imagenet = weights == "imagenet"
+    if name == "small":
+        if imagenet:
+            raise WeightsUnavailableError(
+                "the small backbone has no ImageNet weights: use --backbone_weights=none|PATH"
+            )
+        backbone = small_backbone(input_shape)
+    else:
+        ctor = keras.applications.ResNet50 if name == "resnet50" else keras.applications.ResNet50V2
+        try:
+            backbone = ctor(include_top=False, weights="imagenet" if imagenet else None,
+                            input_shape=input_shape)
+        except Exception as e:  # noqa: BLE001 - Keras raises plain Exception on a failed download
+            if not imagenet:
+                raise
+            raise WeightsUnavailableError(
+                f"could not download the ImageNet weights of {name} ({str(e).splitlines()[0][:120]});"
+                " offline? use --backbone_weights=none|PATH"
+            ) from None
+    if weights not in ("imagenet", "none"):
+        if not os.path.isfile(weights):
+            raise WeightsUnavailableError(
+                f"backbone weights file {weights} not found: use --backbone_weights=none|PATH"
+            )
+        try:
+            backbone.load_weights(weights)
+        except Exception as e:  # noqa: BLE001
+            raise WeightsUnavailableError(
+                f"cannot load backbone weights {weights} into {name}: {str(e).splitlines()[0][:200]}"
+            ) from None
+    return backbone
+
+
+def _head_initializer(head_init: str, stddev: float, seed: int | None):
+    if head_init == "truncated_normal":
+        return keras.initializers.TruncatedNormal(stddev=stddev, seed=seed)
+    return "glorot_uniform"  # the Keras default
+
+
+def build_model(
+    input_shape: tuple[int, int, int] = (224, 112, 3),
+    backbone: str = "resnet50",
+    backbone_weights: str = "imagenet",
+    pooling: str = "avg",
+    head: str = "fc1024",
+    embedding_dim: int = 128,
+    output_activation: str = "none",
+    dropout: float = 0.0,
+    head_init: str = "truncated_normal",
+    head_init_stddev: float = 0.001,
+    trainable: str = "all",
+    seed: int | None = None,
+) -> keras.Model:
+    """Pixels [batch, H, W, 3] in [0, 255] -> float32 embeddings [batch, embedding_dim].
+
+    `trainable="head"` freezes the backbone, whose BatchNorm then runs in inference mode.
+    The head's BatchNorm is synchronised across replicas so that a distributed batch is
+    normalised as one batch.
+    """
+    for value, allowed, name in (
+        (pooling, POOLINGS, "pooling"), (head, HEADS, "head"), (trainable, TRAINABLE, "trainable"),
+        (output_activation, OUTPUT_ACTIVATIONS, "output_activation"), (head_init, HEAD_INITS, "head_init"),
+    ):
+        if value not in allowed:
+            raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+    if embedding_dim < 1:
+        raise ValueError(f"embedding_dim must be positive, got {embedding_dim}")
+
+    base = build_backbone(backbone, backbone_weights, input_shape)
+    base.trainable = trainable == "all"
+    inputs = keras.Input(input_shape, name="images")
+    mode = "caffe" if backbone == "resnet50" else "tf"
+    x = PixelPreprocessing(mode, name="preprocessing")(inputs)
+    x = base(x, training=None if trainable == "all" else False)
+    if pooling == "avg":
+        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    elif pooling == "max":
+        x = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
+    else:
+        x = keras.layers.Flatten(name="flatten")(x)
+
+    def init(i):
+        return _head_initializer(head_init, head_init_stddev, None if seed is None else seed + i)
+
+    if head == "fc1024":
+        x = keras.layers.Dense(1024, use_bias=False, kernel_initializer=init(0), name="fc1")(x)
+        x = keras.layers.BatchNormalization(synchronized=True, name="fc1_bn")(x)
+        x = keras.layers.ReLU(name="fc1_relu")(x)
+    if dropout > 0:
+        x = keras.layers.Dropout(dropout, seed=seed, name="dropout")(x)
+    last = "fc2" if head == "fc1024" else "fc1"
+    x = keras.layers.Dense(embedding_dim, kernel_initializer=init(1), dtype="float32", name=last)(x)
+    if output_activation == "softmax":
+        x = keras.layers.Softmax(dtype="float32", name="softmax")(x)
+    return keras.Model(inputs, x, name=f"reid_{backbone}")
+
+
+def head_variables(model: keras.Model) -> list:
+    """Trainable variables outside the backbone (the layers this project adds)."""
+    backbone_names = set(BACKBONES)
+    return [
+        v for layer in model.layers if layer.name not in backbone_names for v in layer.trainable_weights
+    ]

@@ -1,0 +1,27 @@
+"""reid_tf: batch-hard triplet person re-identification in TensorFlow 2 / Keras 3."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="reid_tf",
+    version="0.1.0",
+    description="TriNet-style person re-identification trainer for TensorFlow 2 / Keras 3",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["reid_tf", "reid_tf.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "tensorflow>=2.16",
+        "numpy",
+        "scipy",
+        "absl-py",
+        "pillow",
+    ],
+    extras_require={
+        # CMC curves in tools/eval.py --plot_dir.
+        "plot": ["matplotlib"],
+        # gRPC client of tools/serving_client.py.
+        "serving": ["tensorflow-serving-api"],
+        "test": ["pytest", "ruff", "matplotlib", "tensorflow-serving-api"],
+    },
+)
