@@ -1,0 +1,127 @@
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from reid_tf import datasets
+from reid_tf.datasets import DatasetError, Record
+
+
+def _touch_image(path, size=(32, 64), mode="RGB"):
+    Image.new(mode, size, 128).save(path)
+
+
+def test_parse_market_and_duke_names():
+    assert datasets.parse_market_name("0002_c1s1_000451_03.jpg") == (2, 1)
+    assert datasets.parse_market_name("-1_c3s2_012345_00.jpg") == (-1, 3)
+    assert datasets.parse_market_name("0000_c6s4_002541_01.jpg") == (0, 6)
+    assert datasets.parse_market_name("0005_c2_f0046985.jpg") == (5, 2)  # DukeMTMC-reID
+    assert datasets.parse_market_name("Thumbs.db") is None
+    assert datasets.parse_market_name("person5.jpg") is None
+
+
+def test_market_layout(market_dir):
+    splits = datasets.load_market1501(market_dir)
+    train, query, gallery = splits["train"], splits["query"], splits["gallery"]
+    assert train and query and gallery
+    assert all(r.pid > 0 for r in train)  # junk and distractors never train
+    assert {r.pid for r in gallery} >= {-1, 0}  # the gallery keeps junk and distractors
+    assert not {r.pid for r in train} & {r.pid for r in query}  # disjoint identities
+    for r in train + query + gallery:
+        name = os.path.basename(r.path)
+        assert datasets.parse_market_name(name) == (r.pid, r.camid)
+        assert 1 <= r.camid <= 3
+
+
+def test_duke_layout(tmp_path):
+    for split in ("bounding_box_train", "query", "bounding_box_test"):
+        os.makedirs(tmp_path / split)
+    _touch_image(tmp_path / "bounding_box_train" / "0005_c2_f0046985.jpg")
+    _touch_image(tmp_path / "query" / "0007_c1_f0001234.jpg")
+    _touch_image(tmp_path / "bounding_box_test" / "0007_c3_f0001299.jpg")
+    splits = datasets.load_market1501(str(tmp_path))
+    assert [(r.pid, r.camid) for r in splits["train"]] == [(5, 2)]
+    assert [(r.pid, r.camid) for r in splits["gallery"]] == [(7, 3)]
+
+
+def test_missing_folder_names_path_and_layout(tmp_path):
+    with pytest.raises(DatasetError, match=r"missing dataset folder .*nope.*bounding_box_train"):
+        datasets.load_market1501(str(tmp_path / "nope"))
+    os.makedirs(tmp_path / "bounding_box_train")
+    with pytest.raises(DatasetError, match=r"missing folder .*query"):
+        datasets.load_market1501(str(tmp_path))
+
+
+def test_unmatched_names_are_reported_and_left_out(tmp_path, caplog):
+    folder = tmp_path / "query"
+    os.makedirs(folder)
+    _touch_image(folder / "0001_c1s1_000001_01.jpg")
+    _touch_image(folder / "badname.jpg")
+    (folder / "Thumbs.db").write_bytes(b"x")
+    records = datasets.read_market_folder(str(folder))
+    assert [os.path.basename(r.path) for r in records] == ["0001_c1s1_000001_01.jpg"]
+    assert "badname.jpg" in caplog.text and "left out 1" in caplog.text
+
+
+def test_csv_list(tmp_path):
+    (tmp_path / "list.csv").write_text("12,a/x.jpg,3\n12,a/y.jpg,1\n\n7,b/z.png,2\n")
+    records = datasets.load_csv(str(tmp_path / "list.csv"), str(tmp_path))
+    assert records == [
+        Record(str(tmp_path / "a/x.jpg"), 12, 3),
+        Record(str(tmp_path / "a/y.jpg"), 12, 1),
+        Record(str(tmp_path / "b/z.png"), 7, 2),
+    ]
+    (tmp_path / "names.csv").write_text("bob,x.jpg\nalice,y.jpg\n")
+    records = datasets.load_csv(str(tmp_path / "names.csv"), str(tmp_path))
+    assert [(r.pid, r.camid) for r in records] == [(1, -1), (0, -1)]  # sorted names; camid unknown
+
+
+def test_csv_bad_row_names_line(tmp_path):
+    (tmp_path / "list.csv").write_text("1,a.jpg\n2\n")
+    with pytest.raises(DatasetError, match=r"list.csv:2: expected 'pid,path\[,camid\]'"):
+        datasets.load_csv(str(tmp_path / "list.csv"), str(tmp_path))
+    (tmp_path / "cam.csv").write_text("1,a.jpg,left\n")
+    with pytest.raises(DatasetError, match=r"cam.csv:1: camid 'left'"):
+        datasets.load_csv(str(tmp_path / "cam.csv"), str(tmp_path))
+    with pytest.raises(DatasetError, match="missing CSV list"):
+        datasets.load_csv(str(tmp_path / "none.csv"), str(tmp_path))
+
+
+def test_relabel_is_dense_and_order_preserving():
+    records = [Record("a", 40, 1), Record("b", 7, 1), Record("c", 40, 2), Record("d", 13, 1)]
+    assert [r.pid for r in datasets.relabel(records)] == [2, 0, 2, 1]
+
+
+def test_unreadable_images_are_reported_and_left_out(tmp_path, caplog):
+    good = tmp_path / "0001_c1s1_000001_01.jpg"
+    _touch_image(good)
+    gray = tmp_path / "0001_c2s1_000001_01.png"
+    _touch_image(gray, mode="L")
+    truncated = tmp_path / "0002_c1s1_000001_01.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 32, 3), np.uint8)).save(truncated)
+    truncated.write_bytes(truncated.read_bytes()[:300])
+    text = tmp_path / "0003_c1s1_000001_01.jpg"
+    text.write_text("not an image")
+    records = [Record(str(p), 1, 1) for p in (good, gray, truncated, text)]
+    kept = datasets.drop_unreadable(records)
+    assert [r.path for r in kept] == [str(good), str(gray)]
+    assert str(truncated) in caplog.text and str(text) in caplog.text
+    assert "left out 2 unreadable image(s) of 4" in caplog.text
+
+
+def test_validation_split_is_deterministic_and_disjoint(market_dir):
+    train = datasets.load_market1501(market_dir)["train"]
+    a = datasets.split_validation(train, 3, seed=5)
+    b = datasets.split_validation(train, 3, seed=5)
+    c = datasets.split_validation(train, 3, seed=6)
+    assert a == b and a != c
+    rest, query, gallery = a
+    held = {r.pid for r in query} | {r.pid for r in gallery}
+    assert len(held) == 3 and not held & {r.pid for r in rest}
+    assert sorted(rest + query + gallery) == sorted(train)  # nothing lost
+    # One query per (identity, camera).
+    keys = [(r.pid, r.camid) for r in query]
+    assert len(keys) == len(set(keys)) == len({(r.pid, r.camid) for r in query + gallery})
+    with pytest.raises(DatasetError, match="--valid_ids=8"):
+        datasets.split_validation(train, 8, seed=0)

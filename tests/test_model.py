@@ -1,0 +1,114 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from reid_tf import losses
+from reid_tf import model as model_lib
+
+SHAPE = (64, 32, 3)
+
+
+def _images(n=8, seed=0):
+    return tf.random.stateless_uniform([n, *SHAPE], seed=[seed, 0], maxval=255.0)
+
+
+def test_resnet50_backbone_parameter_count():
+    backbone = model_lib.build_backbone("resnet50", "none", SHAPE)
+    assert backbone.count_params() == 23_587_712
+
+
+@pytest.mark.parametrize(
+    "variant, dim",
+    [
+        (dict(), 128),
+        (dict(pooling="max", dropout=0.5), 128),
+        (dict(pooling="none"), 128),
+        (dict(head="fc"), 128),
+        (dict(embedding_dim=256), 256),
+        (dict(embedding_dim=100, output_activation="softmax"), 100),
+        (dict(backbone="resnet50v2"), 128),
+        (dict(backbone="small", head_init="keras_default"), 128),
+    ],
+)
+def test_every_variant_outputs_embeddings(variant, dim):
+    m = model_lib.build_model(SHAPE, backbone_weights="none", **variant)
+    out = m(_images(), training=True)
+    assert out.shape == (8, dim) and out.dtype == tf.float32
+    assert np.isfinite(out.numpy()).all()
+    if variant.get("output_activation") == "softmax":
+        np.testing.assert_allclose(out.numpy().sum(axis=1), 1.0, rtol=1e-5)
+    if variant.get("pooling") == "none":  # flatten: fc1 sees the whole 2x1x2048 map
+        assert m.get_layer("fc1").kernel.shape == (2 * 1 * 2048, 1024)
+
+
+def test_head_layers():
+    m = model_lib.build_model(SHAPE, backbone="small", backbone_weights="none")
+    assert m.get_layer("fc1").use_bias is False and m.get_layer("fc1").units == 1024
+    assert isinstance(m.get_layer("fc1_bn"), keras.layers.BatchNormalization)
+    assert m.get_layer("fc2").units == 128
+    one = model_lib.build_model(SHAPE, backbone="small", backbone_weights="none", head="fc")
+    assert one.get_layer("fc1").units == 128 and "fc2" not in [layer.name for layer in one.layers]
+
+
+def test_trainable_head_vs_all():
+    head = model_lib.build_model(SHAPE, backbone_weights="none", trainable="head")
+    full = model_lib.build_model(SHAPE, backbone_weights="none", trainable="all")
+    head_names = sorted(v.path for v in head.trainable_variables)
+    assert head_names == sorted(v.path for v in model_lib.head_variables(head))
+    # fc1 kernel, BN gamma and beta, fc2 kernel and bias.
+    assert len(head.trainable_variables) == 5
+    backbone = full.get_layer("resnet50")
+    assert len(full.trainable_variables) == 5 + len(backbone.trainable_variables)
+    # A frozen backbone runs its BatchNorm in inference mode even when training=True.
+    x = _images()
+    inner = head.get_layer("resnet50")
+    pre = head.get_layer("preprocessing")(x)
+    np.testing.assert_allclose(inner(pre, training=True), inner(pre, training=False), atol=1e-5)
+
+
+def test_initial_soft_margin_loss_is_ln2():
+    m = model_lib.build_model(SHAPE, backbone_weights="none", seed=0)
+    loss = losses.batch_hard_triplet_loss(m(_images(), training=True), tf.constant([0, 0, 1, 1] * 2))
+    assert abs(float(loss) - np.log(2)) < 0.01
+
+
+def test_preprocessing_inside_the_model():
+    pre = model_lib.PixelPreprocessing("caffe")
+    out = pre(tf.constant([[[[255.0, 0.0, 10.0]]]])).numpy()
+    np.testing.assert_allclose(out[0, 0, 0], [10 - 103.939, 0 - 116.779, 255 - 123.68], rtol=1e-6)
+    ref = keras.applications.resnet50.preprocess_input(np.array([[[[255.0, 0.0, 10.0]]]]))
+    np.testing.assert_allclose(out, ref, rtol=1e-5)
+    np.testing.assert_allclose(model_lib.PixelPreprocessing("tf")(tf.constant([0.0, 255.0])), [-1, 1])
+
+
+def test_offline_imagenet_names_the_flag(monkeypatch, tmp_path):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure on https://example.invalid: None -- no network")
+
+    monkeypatch.setattr(keras.utils, "get_file", offline)
+    monkeypatch.setattr("keras.src.applications.resnet.file_utils.get_file", offline)
+    with pytest.raises(model_lib.WeightsUnavailableError, match=r"--backbone_weights=none\|PATH"):
+        model_lib.build_model(SHAPE, backbone_weights="imagenet")
+
+
+def test_weights_from_a_file(tmp_path):
+    source = model_lib.build_backbone("small", "none", SHAPE)
+    path = str(tmp_path / "small.weights.h5")
+    source.save_weights(path)
+    loaded = model_lib.build_backbone("small", path, SHAPE)
+    for a, b in zip(source.weights, loaded.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    with pytest.raises(model_lib.WeightsUnavailableError, match="not found"):
+        model_lib.build_backbone("small", str(tmp_path / "missing.h5"), SHAPE)
+
+
+def test_bad_values():
+    with pytest.raises(ValueError, match="pooling"):
+        model_lib.build_model(SHAPE, backbone_weights="none", pooling="sum")
+    with pytest.raises(ValueError, match="too small"):
+        model_lib.build_model((16, 8, 3), backbone_weights="none")
+    with pytest.raises(ValueError, match="dropout"):
+        model_lib.build_model(SHAPE, backbone="small", backbone_weights="none", dropout=1.0)
