@@ -12,6 +12,7 @@ setup(
     python_requires=">=3.10",
     install_requires=[
         "tensorflow>=2.16",
+        "tensorboard",  # tf.summary; TF 2.20+ no longer installs it
         "numpy",
         "scipy",
         "absl-py",

@@ -19,6 +19,7 @@ class DataConfig:
     image_num_every_id: int = 4  # K
     valid_ids: int = 50
     train_eval_ids: int = 50
+    synthetic_ids: int = 200  # identities of the generated dataset (--dataset=synthetic)
 
 
 @dataclass(frozen=True)

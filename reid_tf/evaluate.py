@@ -1,0 +1,122 @@
+"""Embedding a split with a model (Keras or SavedModel) and scoring query against gallery."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from reid_tf import data, metrics, rerank
+from reid_tf.datasets import Record
+
+RANKS = (1, 5, 10, 20)
+FEATURE_KEYS = ("query_features", "gallery_features", "query_pids", "gallery_pids",
+                "query_camids", "gallery_camids")
+
+
+def embed_records(
+    embed_fn: Callable[[tf.Tensor], tf.Tensor], records: Sequence[Record], height: int, width: int,
+    batch_size: int = 64, flip: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(features [N, D] float32, pids, camids) of records in order; flip averages the mirror's."""
+    if not records:
+        return np.zeros((0, 0), np.float32), np.zeros(0, np.int32), np.zeros(0, np.int32)
+    feats, pids, camids = [], [], []
+    for images, pid, camid in data.eval_dataset(records, height, width, batch_size):
+        f = embed_fn(images)
+        if flip:
+            f = (f + embed_fn(tf.reverse(images, axis=[2]))) / 2.0
+        feats.append(np.asarray(f, np.float32))
+        pids.append(pid.numpy())
+        camids.append(camid.numpy())
+    return np.concatenate(feats), np.concatenate(pids), np.concatenate(camids)
+
+
+def keras_embed_fn(model) -> Callable[[tf.Tensor], tf.Tensor]:
+    """The model in inference mode as a compiled function of a pixel batch."""
+    @tf.function(reduce_retracing=True)
+    def embed(images):
+        return tf.cast(model(images, training=False), tf.float32)
+
+    return embed
+
+
+def saved_model_embed_fn(path: str) -> tuple[Callable[[tf.Tensor], tf.Tensor], dict]:
+    """The `serving_default` signature of an exported SavedModel, and its input height/width."""
+    loaded = tf.saved_model.load(path)
+    signature = loaded.signatures["serving_default"]
+    spec = signature.structured_input_signature[1]["images"]
+
+    def embed(images):
+        return signature(images=images)["embeddings"]
+
+    embed.loaded = loaded  # keep the SavedModel alive with the function
+    return embed, {"height": int(spec.shape[1]), "width": int(spec.shape[2])}
+
+
+def euclidean_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Euclidean distances [len(a), len(b)] in float32."""
+    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+    d = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * (a @ b.T)
+    return np.sqrt(np.maximum(d, 0.0))
+
+
+def check_features(query_features: np.ndarray, gallery_features: np.ndarray,
+                   query_pids=None, gallery_pids=None) -> None:
+    """One clear error for features that cannot be scored."""
+    q, g = np.asarray(query_features), np.asarray(gallery_features)
+    if q.ndim != 2 or g.ndim != 2 or len(q) == 0 or len(g) == 0:
+        raise metrics.MetricsError(
+            f"need non-empty 2-D query and gallery features, got shapes {q.shape} and {g.shape}"
+        )
+    if q.shape[1] != g.shape[1]:
+        raise metrics.MetricsError(
+            f"query features are {q.shape[1]}-d but gallery features {g.shape[1]}-d"
+        )
+    for name, f in (("query", q), ("gallery", g)):
+        bad = ~np.isfinite(f).all(axis=1)
+        if bad.any():
+            raise metrics.MetricsError(
+                f"{bad.sum()} {name} feature rows have NaN or Inf (first: row {np.flatnonzero(bad)[0]})"
+            )
+    for name, f, p in (("query", q, query_pids), ("gallery", g, gallery_pids)):
+        if p is not None and len(p) != len(f):
+            raise metrics.MetricsError(f"{len(f)} {name} features but {len(p)} {name} pids")
+
+
+def score(
+    query_features: np.ndarray, gallery_features: np.ndarray,
+    query_pids: np.ndarray, gallery_pids: np.ndarray,
+    query_camids: np.ndarray, gallery_camids: np.ndarray,
+    rerank_too: bool = False, k1: int = 20, k2: int = 6, lambda_value: float = 0.3,
+    protocol: str = "market1501",
+) -> dict:
+    """mAP, rank-1/5/10/20, mINP and the CMC curve; with `_rerank` keys when re-ranking too."""
+    check_features(query_features, gallery_features, query_pids, gallery_pids)
+    ids = (query_pids, gallery_pids, query_camids, gallery_camids)
+    results = _summary(metrics.evaluate_rank(
+        euclidean_distances(query_features, gallery_features), *ids, protocol=protocol), "")
+    if rerank_too:
+        reranked = rerank.re_ranking_features(query_features, gallery_features, k1, k2, lambda_value)
+        results.update(_summary(metrics.evaluate_rank(reranked, *ids, protocol=protocol), "_rerank"))
+    return results
+
+
+def _summary(result: dict, suffix: str) -> dict:
+    out = {f"mAP{suffix}": result["mAP"], f"mINP{suffix}": result["mINP"]}
+    for r in RANKS:
+        if r <= len(result["cmc"]):
+            out[f"rank{r}{suffix}"] = float(result["cmc"][r - 1])
+    out[f"cmc{suffix}"] = [float(c) for c in result["cmc"]]
+    out["num_valid_queries"] = result["num_valid_queries"]
+    return out
+
+
+def load_features(path: str) -> dict:
+    """The arrays of a features .npz, with one clear error for a missing key."""
+    with np.load(path) as f:
+        missing = [k for k in FEATURE_KEYS if k not in f]
+        if missing:
+            raise metrics.MetricsError(f"{path} lacks {', '.join(missing)}; needs {', '.join(FEATURE_KEYS)}")
+        return {k: f[k] for k in FEATURE_KEYS}

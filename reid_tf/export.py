@@ -1,0 +1,185 @@
+"""SavedModel export for TF Serving: raw pixels or JPEG/PNG bytes in, embeddings out.
+
+`python -m reid_tf.export --output_dir=RUN [--step=N] --export_dir=DIR` exports a checkpoint of a
+training run under DIR/<version>/, the layout TF Serving watches. The folder is written beside
+its destination and renamed into place, so a server never sees a half-written version.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+
+import keras
+import tensorflow as tf
+
+from reid_tf import config as config_lib
+from reid_tf import data
+from reid_tf import model as model_lib
+
+CONFIG_ASSET = "reid_config.json"
+
+
+class ExportError(RuntimeError):
+    """An export that cannot be done; the message names the folder and what to do."""
+
+
+def model_from_config(config: config_lib.RunConfig) -> keras.Model:
+    """The run's model, float32, backbone weights left to the checkpoint."""
+    m, d = config.model, config.data
+    return model_lib.build_model(
+        (d.image_height, d.image_width, 3), backbone=m.backbone, backbone_weights="none",
+        pooling=m.pooling, head=m.head, embedding_dim=m.embedding_dim,
+        output_activation=m.output_activation, dropout=m.dropout, head_init=m.head_init,
+        head_init_stddev=m.head_init_stddev, trainable=m.trainable,
+    )
+
+
+class _ServingModule(tf.Module):
+    def __init__(self, model: keras.Model, height: int, width: int, config_path: str):
+        super().__init__()
+        self.model = model
+        self.config_file = tf.saved_model.Asset(config_path)
+        self._height, self._width = height, width
+
+        @tf.function(input_signature=[tf.TensorSpec([None, height, width, 3], tf.float32, "images")])
+        def serve_images(images):
+            embeddings = tf.cast(self.model(images, training=False), tf.float32)
+            return {
+                "embeddings": embeddings,
+                "embeddings_normalized": tf.math.l2_normalize(embeddings, axis=1),
+            }
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, "image_bytes")])
+        def serve_bytes(image_bytes):
+            images = tf.map_fn(
+                self._decode, image_bytes,
+                fn_output_signature=tf.TensorSpec([height, width, 3], tf.float32),
+            )
+            return serve_images(images)
+
+        self.serve_images = serve_images
+        self.serve_bytes = serve_bytes
+
+    def _decode(self, contents):
+        is_png = tf.equal(tf.strings.substr(contents, 0, 8), b"\x89PNG\r\n\x1a\n")
+        ok = tf.logical_or(tf.io.is_jpeg(contents), is_png)
+        with tf.control_dependencies([tf.debugging.Assert(ok, ["image_bytes: not a JPEG or PNG image"])]):
+            return data.load_eval_image(contents, self._height, self._width)
+
+
+def export_saved_model(
+    model: keras.Model, config: config_lib.RunConfig, export_dir: str, version: int,
+    step: int, overwrite: bool = False,
+) -> str:
+    """Write the model as DIR/<version>/ with `serving_default` (pixels) and `serving_bytes`.
+
+    The model is rebuilt in float32 from the config and given the trained weights, so a
+    mixed-precision run exports a portable graph.
+    """
+    final = os.path.join(export_dir, str(int(version)))
+    if os.path.exists(final) and not overwrite:
+        raise ExportError(f"{final} exists: pass --overwrite to replace it, or choose --version")
+    os.makedirs(export_dir, exist_ok=True)
+    clone = model_from_config(config)
+    clone.set_weights(model.get_weights())
+    staging = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=export_dir)
+    try:
+        config_path = os.path.join(staging, CONFIG_ASSET)
+        with open(config_path, "w", encoding="utf-8") as f:
+            json.dump(export_metadata(config, step), f, indent=2, sort_keys=True)
+        module = _ServingModule(clone, config.data.image_height, config.data.image_width, config_path)
+        saved = os.path.join(staging, "model")
+        tf.saved_model.save(module, saved, signatures={
+            "serving_default": module.serve_images, "serving_bytes": module.serve_bytes,
+        })
+        if os.path.exists(final):  # overwrite: move the old version aside first
+            old = tempfile.mkdtemp(prefix=f".old-{version}-", dir=export_dir)
+            os.rename(final, os.path.join(old, "model"))
+            os.rename(saved, final)
+            shutil.rmtree(old)
+        else:
+            os.rename(saved, final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return final
+
+
+def export_metadata(config: config_lib.RunConfig, step: int) -> dict:
+    """What a server or client needs to know of the model, stored as an asset."""
+    return {
+        "input_height": config.data.image_height,
+        "input_width": config.data.image_width,
+        "input": "RGB pixels in [0, 255], float32 (serving_default) or JPEG/PNG bytes (serving_bytes)",
+        "embedding_dim": config.model.embedding_dim,
+        "backbone": config.model.backbone,
+        "preprocessing": "inside the model: " + (
+            "caffe (BGR, ImageNet mean)" if config.model.backbone == "resnet50" else "[-1, 1]"),
+        "resize": "bilinear to input_height x input_width",
+        "step": int(step),
+        "config": config.to_dict(),
+    }
+
+
+def checkpoint_path(run_dir: str, step: int | None = None) -> str:
+    """The checkpoint prefix of a run (its latest, or that of `step`), or a clear error."""
+    folder = os.path.join(run_dir, "checkpoints")
+    if not os.path.isdir(folder):
+        raise ExportError(f"no checkpoints folder in {run_dir}: is it a training run's --output_dir?")
+    if step is None:
+        latest = tf.train.latest_checkpoint(folder)
+        if latest is None:
+            raise ExportError(f"{folder} holds no complete checkpoint")
+        return latest
+    state = tf.train.get_checkpoint_state(folder)
+    candidates = list(state.all_model_checkpoint_paths) if state else []
+    for path in candidates:
+        if path.endswith(f"-{step}"):
+            if not tf.io.gfile.exists(path + ".index"):
+                break
+            return path
+    raise ExportError(f"{folder} has no complete checkpoint of step {step}")
+
+
+def export_run(run_dir: str, export_dir: str, step: int | None = None, version: int | None = None,
+               overwrite: bool = False) -> str:
+    """Export a training run's checkpoint; returns the version folder."""
+    config_file = os.path.join(run_dir, "config.json")
+    if not os.path.isfile(config_file):
+        raise ExportError(f"{config_file} not found: is {run_dir} a training run's --output_dir?")
+    config = config_lib.load_config(config_file)
+    path = checkpoint_path(run_dir, step)
+    model = model_from_config(config)
+    step_var = tf.Variable(0, dtype=tf.int64)
+    try:
+        tf.train.Checkpoint(model=model, step=step_var).read(path).expect_partial() \
+            .assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.OpError) as e:
+        raise ExportError(f"checkpoint {path} does not fit the run's config: {str(e)[:200]}") from None
+    step_value = int(step_var.numpy())
+    return export_saved_model(model, config, export_dir, step_value if version is None else version,
+                              step_value, overwrite)
+
+
+def main(argv):
+    del argv
+    from reid_tf.flags import FLAGS
+
+    try:
+        path = export_run(FLAGS.output_dir, FLAGS.export_dir, FLAGS.step, FLAGS.version,
+                          FLAGS.overwrite)
+    except ExportError as e:
+        sys.exit(f"error: {e}")
+    print(f"exported {path}")
+
+
+if __name__ == "__main__":
+    from absl import app
+
+    from reid_tf.flags import define_export_flags
+
+    define_export_flags()
+    app.run(main)

@@ -1,0 +1,181 @@
+"""Every absl flag of the project, and the translation of parsed flags into a RunConfig.
+
+Entry points call the `define_*` functions they need; library modules never read FLAGS.
+"""
+
+from __future__ import annotations
+
+from absl import flags
+
+from reid_tf import config as config_lib
+from reid_tf.data import AUGMENTATIONS
+from reid_tf.losses import MININGS
+from reid_tf.model import BACKBONES, HEAD_INITS, HEADS, OUTPUT_ACTIVATIONS, POOLINGS, TRAINABLE
+
+FLAGS = flags.FLAGS
+DATASETS = ("market1501", "duke", "csv", "synthetic")
+MIXED_PRECISION = ("none", "bfloat16", "float16")
+
+
+def _margin_ok(value: str) -> bool:
+    if value == "soft":
+        return True
+    try:
+        return float(value) >= 0
+    except ValueError:
+        return False
+
+
+def define_train_flags() -> None:
+    """Flags of `python -m reid_tf.train`: data, model, loss, optimiser and loop."""
+    d, m = config_lib.DataConfig(), config_lib.ModelConfig()
+    o, t = config_lib.OptimizerConfig(), config_lib.TrainConfig()
+    # Data.
+    flags.DEFINE_enum("dataset", d.dataset, DATASETS, "Dataset layout of --data_dir.")
+    flags.DEFINE_string("data_dir", d.data_dir,
+                        "Dataset folder (Market-1501 layout, or the image root of --train_csv). "
+                        "With --dataset=synthetic, empty means a cache folder.")
+    flags.DEFINE_string("train_csv", d.train_csv, "CSV list 'pid,path[,camid]' for --dataset=csv.")
+    flags.DEFINE_integer("image_height", d.image_height, "Input height.", lower_bound=32)
+    flags.DEFINE_integer("image_width", d.image_width, "Input width.", lower_bound=32)
+    flags.DEFINE_enum("augment", d.augment, AUGMENTATIONS, "Training augmentation level.")
+    flags.DEFINE_integer("return_id_num", d.return_id_num, "P: identities per batch.", lower_bound=2)
+    flags.DEFINE_integer("image_num_every_id", d.image_num_every_id,
+                         "K: images per identity (>= 2, or there are no positives).", lower_bound=2)
+    flags.DEFINE_integer("valid_ids", d.valid_ids,
+                         "Training identities held out for validation (0: none).", lower_bound=0)
+    flags.DEFINE_integer("train_eval_ids", d.train_eval_ids,
+                         "Training identities scored for the train-set mAP (0: none).", lower_bound=0)
+    flags.DEFINE_integer("synthetic_ids", d.synthetic_ids,
+                         "Identities of the generated synthetic dataset.", lower_bound=4)
+    # Model.
+    flags.DEFINE_enum("backbone", m.backbone, BACKBONES, "Backbone network.")
+    flags.DEFINE_string("backbone_weights", m.backbone_weights, "imagenet, none, or a weights file.")
+    flags.DEFINE_enum("pooling", m.pooling, POOLINGS, "Pooling after the backbone; none = flatten.")
+    flags.DEFINE_enum("head", m.head, HEADS, "fc1024: fc1(1024)-BN-ReLU-fc2(D); fc: one fc(D).")
+    flags.DEFINE_integer("embedding_dim", m.embedding_dim, "D, the embedding size.", lower_bound=1)
+    flags.DEFINE_enum("output_activation", m.output_activation, OUTPUT_ACTIVATIONS,
+                      "Activation on the embedding.")
+    flags.DEFINE_float("dropout", m.dropout, "Dropout rate before the last fc.",
+                       lower_bound=0.0, upper_bound=0.99)
+    flags.DEFINE_enum("head_init", m.head_init, HEAD_INITS, "Initialiser of the head's fc kernels.")
+    flags.DEFINE_float("head_init_stddev", m.head_init_stddev,
+                       "Stddev of the truncated-normal head init.", lower_bound=0.0)
+    flags.DEFINE_enum("trainable", m.trainable, TRAINABLE, "all: fine-tune the backbone too.")
+    # Loss.
+    flags.DEFINE_string("margin", config_lib.LossConfig().margin, "soft, or a hinge margin >= 0.")
+    flags.register_validator("margin", _margin_ok, "--margin must be 'soft' or a number >= 0")
+    flags.DEFINE_enum("mining", config_lib.LossConfig().mining, MININGS, "Triplet mining.")
+    # Optimiser.
+    flags.DEFINE_float("initial_learning_rate", o.initial_learning_rate, "Adam's learning rate.",
+                       lower_bound=0.0)
+    flags.DEFINE_float("decay_rate", o.decay_rate, "Exponential decay factor per decay_steps.",
+                       lower_bound=0.0, upper_bound=1.0)
+    flags.DEFINE_integer("decay_steps", o.decay_steps, "Steps per decay_rate.", lower_bound=1)
+    flags.DEFINE_boolean("staircase", o.staircase, "Decay in steps rather than smoothly.")
+    # Loop.
+    flags.DEFINE_integer("max_steps", t.max_steps, "Train until this step.", lower_bound=0)
+    flags.DEFINE_string("output_dir", "runs/default", "Run folder: config, checkpoints, logs, export.")
+    flags.DEFINE_integer("checkpoint_every", t.checkpoint_every, "Steps between checkpoints.",
+                         lower_bound=1)
+    flags.DEFINE_integer("eval_every", t.eval_every, "Steps between validations.", lower_bound=1)
+    flags.DEFINE_boolean("eval_rerank", t.eval_rerank, "Also score validation with re-ranking.")
+    flags.DEFINE_boolean("eval_before_training", t.eval_before_training,
+                         "Validate once before the first step.")
+    flags.DEFINE_integer("log_every", t.log_every, "Steps between console lines and summaries.",
+                         lower_bound=1)
+    flags.DEFINE_string("init_checkpoint", t.init_checkpoint,
+                        "Warm start: model weights from another run's folder or checkpoint.")
+    flags.DEFINE_integer("seed", t.seed, "Random seed.")
+    flags.DEFINE_enum("mixed_precision", t.mixed_precision, MIXED_PRECISION,
+                      "Compute dtype of the model (the loss stays float32).")
+    flags.DEFINE_boolean("jit_compile", t.jit_compile, "Compile the train step with XLA.")
+
+
+def config_from_flags() -> config_lib.RunConfig:
+    """The RunConfig that the parsed train flags describe."""
+    f = FLAGS
+    return config_lib.RunConfig(
+        data=config_lib.DataConfig(
+            dataset=f.dataset, data_dir=f.data_dir, train_csv=f.train_csv,
+            image_height=f.image_height, image_width=f.image_width, augment=f.augment,
+            return_id_num=f.return_id_num, image_num_every_id=f.image_num_every_id,
+            valid_ids=f.valid_ids, train_eval_ids=f.train_eval_ids, synthetic_ids=f.synthetic_ids,
+        ),
+        model=config_lib.ModelConfig(
+            backbone=f.backbone, backbone_weights=f.backbone_weights, pooling=f.pooling,
+            head=f.head, embedding_dim=f.embedding_dim, output_activation=f.output_activation,
+            dropout=f.dropout, head_init=f.head_init, head_init_stddev=f.head_init_stddev,
+            trainable=f.trainable,
+        ),
+        loss=config_lib.LossConfig(margin=f.margin, mining=f.mining),
+        optimizer=config_lib.OptimizerConfig(
+            initial_learning_rate=f.initial_learning_rate, decay_rate=f.decay_rate,
+            decay_steps=f.decay_steps, staircase=f.staircase,
+        ),
+        train=config_lib.TrainConfig(
+            max_steps=f.max_steps, checkpoint_every=f.checkpoint_every, eval_every=f.eval_every,
+            eval_rerank=f.eval_rerank, eval_before_training=f.eval_before_training,
+            log_every=f.log_every, init_checkpoint=f.init_checkpoint, seed=f.seed,
+            mixed_precision=f.mixed_precision, jit_compile=f.jit_compile,
+        ),
+    )
+
+
+def train_flags_file() -> str:
+    """The effective train flags as flagfile text, reusable with --flagfile."""
+    names = sorted(flags.FLAGS.get_key_flags_for_module("reid_tf.flags"), key=lambda f: f.name)
+    return "".join(f.serialize() + "\n" for f in names)
+
+
+def define_export_flags() -> None:
+    """Flags of `python -m reid_tf.export`."""
+    flags.DEFINE_string("output_dir", None, "The training run folder.", required=True)
+    flags.DEFINE_integer("step", None, "Checkpoint step to export (default: the latest).")
+    flags.DEFINE_string("export_dir", None, "Base folder; the model goes to DIR/<version>/.",
+                        required=True)
+    flags.DEFINE_integer("version", None, "Version folder name (default: the step).")
+    flags.DEFINE_boolean("overwrite", False, "Replace an existing version.")
+
+
+def define_eval_flags() -> None:
+    """Flags of `tools/eval.py`."""
+    flags.DEFINE_string("saved_model", None, "An exported SavedModel version folder.")
+    flags.DEFINE_string("data_dir", None, "Market-1501 layout folder (query/ vs bounding_box_test/).")
+    flags.DEFINE_string("features", None, "A .npz with query/gallery features, pids and camids.")
+    flags.DEFINE_boolean("rerank", False, "Also score with k-reciprocal re-ranking.")
+    flags.DEFINE_integer("k1", 20, "Re-ranking k1.", lower_bound=1)
+    flags.DEFINE_integer("k2", 6, "Re-ranking k2.", lower_bound=1)
+    flags.DEFINE_float("lambda_value", 0.3, "Re-ranking weight of the original distance.",
+                       lower_bound=0.0, upper_bound=1.0)
+    flags.DEFINE_boolean("flip", False, "Average the embeddings of each image and its mirror.")
+    flags.DEFINE_enum("protocol", "market1501", ("market1501", "official"), "Scoring protocol.")
+    flags.DEFINE_integer("batch_size", 64, "Images per embedding batch.", lower_bound=1)
+    flags.DEFINE_string("output_json", None, "Write the scores as JSON here.")
+    flags.DEFINE_string("save_features", None, "Write the embeddings as a features .npz here.")
+    flags.DEFINE_string("plot_dir", None, "Write a CMC curve and ranked-retrieval pictures here.")
+    flags.DEFINE_integer("plot_queries", 8, "Queries shown in ranked-retrieval pictures.",
+                         lower_bound=1)
+
+
+def define_synthetic_flags() -> None:
+    """Flags of `tools/make_synthetic_dataset.py`."""
+    flags.DEFINE_string("output_dir", None, "Folder to write the dataset into.", required=True)
+    flags.DEFINE_integer("num_ids", 200, "Identities in all; half train, half test.", lower_bound=2)
+    flags.DEFINE_integer("num_cameras", 6, "Cameras.", lower_bound=2)
+    flags.DEFINE_integer("images_per_camera", 3, "Images per identity and camera.", lower_bound=1)
+    flags.DEFINE_integer("height", 128, "Image height in pixels.", lower_bound=32)
+    flags.DEFINE_integer("width", 64, "Image width in pixels.", lower_bound=16)
+    flags.DEFINE_integer("seed", 0, "Random seed.")
+
+
+def define_serving_client_flags() -> None:
+    """Flags of `tools/serving_client.py`."""
+    flags.DEFINE_list("images", None, "Image files to embed.", required=True)
+    flags.DEFINE_enum("protocol", "rest", ("rest", "grpc"), "How to call TF Serving.")
+    flags.DEFINE_string("host", "localhost", "TF Serving host.")
+    flags.DEFINE_integer("port", None, "Port (default: 8501 for REST, 8500 for gRPC).")
+    flags.DEFINE_string("model_name", "reid", "Model name TF Serving serves.")
+    flags.DEFINE_string("signature_name", "serving_bytes", "Signature taking JPEG/PNG bytes.")
+    flags.DEFINE_float("timeout", 30.0, "Seconds to wait for an answer.")
+    flags.DEFINE_boolean("distance", False, "Print the distance between the first two images.")

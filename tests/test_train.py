@@ -1,0 +1,177 @@
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from reid_tf import config as C
+from reid_tf import train
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tiny_config(market_dir, **train_kw):
+    return C.RunConfig(
+        data=C.DataConfig(dataset="market1501", data_dir=market_dir, image_height=64, image_width=32,
+                          return_id_num=4, image_num_every_id=2, valid_ids=2, train_eval_ids=2),
+        model=C.ModelConfig(backbone="small", backbone_weights="none"),
+        optimizer=C.OptimizerConfig(initial_learning_rate=1e-3),
+        train=C.TrainConfig(**{"max_steps": 4, "checkpoint_every": 2, "eval_every": 2,
+                               "log_every": 1, **train_kw}),
+    )
+
+
+def with_train(config, **kw):
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, **kw))
+
+
+def checkpoint_steps(run_dir):
+    state = tf.train.get_checkpoint_state(os.path.join(run_dir, "checkpoints"))
+    return [int(p.rsplit("-", 1)[1]) for p in state.all_model_checkpoint_paths] if state else []
+
+
+def test_end_to_end_writes_everything(market_dir, tmp_path):
+    out = str(tmp_path / "run")
+    summary = train.run(tiny_config(market_dir, eval_before_training=True), out, "--seed=0\n")
+    assert summary["step"] == 4
+    assert checkpoint_steps(out) == [2, 4]
+    assert C.load_config(os.path.join(out, "config.json")) == tiny_config(
+        market_dir, eval_before_training=True)
+    assert open(os.path.join(out, "flags.cfg")).read() == "--seed=0\n"
+    rows = [json.loads(line) for line in open(os.path.join(out, "validation.jsonl"))]
+    assert [r["step"] for r in rows] == [0, 2, 4]
+    assert {"step", "mAP", "rank1", "train_mAP"} <= set(rows[-1])
+    assert summary["best"]["mAP"] == max(r["mAP"] for r in rows)
+    for kind in ("train", "validation"):
+        assert os.listdir(os.path.join(out, "tensorboard", kind))
+    assert os.path.exists(os.path.join(out, "export", "4", "saved_model.pb"))
+
+
+def test_resume_continues_with_the_saved_optimizer_state(market_dir, tmp_path, monkeypatch):
+    out = str(tmp_path / "run")
+    config = tiny_config(market_dir)
+    optimizers = []
+    real = train.make_train_step
+
+    def spy(model, optimizer, *args):
+        optimizers.append((optimizer, int(optimizer.iterations),
+                           [v.numpy().copy() for v in optimizer.variables]))
+        return real(model, optimizer, *args)
+
+    monkeypatch.setattr(train, "make_train_step", spy)
+    train.run(with_train(config, max_steps=2), out)
+    after_first = [v.numpy() for v in optimizers[0][0].variables]  # the state saved at step 2
+    summary = train.run(config, out)  # the same command again, with more steps to go
+    _, iterations, restored = optimizers[1]
+    assert summary["step"] == 4 and iterations == 2
+    assert checkpoint_steps(out) == [2, 4]
+    assert len(restored) == len(after_first) > 2
+    for a, b in zip(after_first, restored):
+        np.testing.assert_array_equal(a, b)  # Adam's moments and step came back exactly
+    assert any(np.abs(v).sum() > 0 for v in restored[2:])
+
+
+def test_resume_refuses_a_changed_configuration(market_dir, tmp_path):
+    out = str(tmp_path / "run")
+    config = tiny_config(market_dir, max_steps=1)
+    train.run(config, out)
+    changed = dataclasses.replace(config, model=dataclasses.replace(config.model, embedding_dim=64))
+    with pytest.raises(train.TrainingError, match=r"another configuration \(model.embedding_dim: 128 -> 64"):
+        train.run(changed, out)
+
+
+def test_warm_start_loads_weights_with_a_fresh_optimizer(market_dir, tmp_path, monkeypatch):
+    seen = []
+    real = train.make_train_step
+
+    def spy(model, optimizer, *args):
+        seen.append((model, model.get_layer("fc2").kernel.numpy().copy(), int(optimizer.iterations)))
+        return real(model, optimizer, *args)
+
+    monkeypatch.setattr(train, "make_train_step", spy)
+    source = str(tmp_path / "source")
+    train.run(tiny_config(market_dir, max_steps=2), source)
+    trained_fc2 = seen[0][0].get_layer("fc2").kernel.numpy()
+    out = str(tmp_path / "warm")
+    config = tiny_config(market_dir, max_steps=1, init_checkpoint=source)
+    summary = train.run(config, out)
+    _, start_fc2, iterations = seen[1]
+    np.testing.assert_array_equal(start_fc2, trained_fc2)
+    assert not np.array_equal(start_fc2, seen[0][1])  # it trained, and that is what came over
+    assert iterations == 0 and summary["step"] == 1
+    with pytest.raises(train.TrainingError, match="no checkpoint found"):
+        train.run(with_train(config, init_checkpoint=str(tmp_path / "nothing")), str(tmp_path / "x"))
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(market_dir, tmp_path, monkeypatch):
+    out = str(tmp_path / "run")
+    config = tiny_config(market_dir)
+    train.run(with_train(config, max_steps=2), out)
+    index = os.path.join(out, "checkpoints", "ckpt-2.index")
+    before = open(index, "rb").read()
+    monkeypatch.setattr(train, "batch_hard_triplet_loss", lambda e, *a: tf.reduce_sum(e) * float("nan"))
+    with pytest.raises(train.TrainingError, match=r"loss became nan at step 3.*ckpt-2 is kept"):
+        train.run(config, out)
+    assert checkpoint_steps(out) == [2] and open(index, "rb").read() == before
+
+
+def test_sigterm_saves_and_stops(market_dir, tmp_path, monkeypatch):
+    out = str(tmp_path / "run")
+    real = train.make_train_step
+
+    def signalling(*args):
+        step = real(*args)
+
+        def wrapped(iterator):
+            result = step(iterator)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return result
+
+        return wrapped
+
+    monkeypatch.setattr(train, "make_train_step", signalling)
+    summary = train.run(tiny_config(market_dir, max_steps=50, checkpoint_every=100), out)
+    assert summary["stopped_by"] == "SIGTERM" and summary["step"] == 1
+    assert checkpoint_steps(out) == [1]
+
+
+TWO_REPLICAS = r"""
+import sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras, numpy as np
+from reid_tf import config as C, data, datasets, train
+records = datasets.relabel(datasets.load_market1501(sys.argv[1])["train"])
+cfg = C.RunConfig(data=C.DataConfig(image_height=64, image_width=32),
+                  model=C.ModelConfig(backbone="small", backbone_weights="none", trainable="head"))
+results, init = {}, None
+for name, strategy in (("one", tf.distribute.OneDeviceStrategy("/cpu:0")),
+                       ("two", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))):
+    with strategy.scope():
+        model = train.build_run_model(cfg)
+        optimizer = keras.optimizers.SGD(0.5)  # plain SGD: any gradient scale error would show
+    init = init or model.get_weights()
+    model.set_weights(init)
+    batches = data.train_dataset(records, 4, 2, 64, 32, "basic", seed=0)
+    iterator = iter(strategy.experimental_distribute_dataset(batches))
+    step = train.make_train_step(model, optimizer, strategy, cfg.loss, False)
+    losses = [float(step(iterator)[0]) for _ in range(3)]
+    results[name] = (losses, model.get_weights())
+print(results["one"][0], results["two"][0])
+np.testing.assert_allclose(results["one"][0], results["two"][0], rtol=1e-5)
+for a, b in zip(results["one"][1], results["two"][1]):
+    np.testing.assert_allclose(a, b, atol=1e-5)
+print("EQUAL")
+"""
+
+
+def test_two_replicas_give_the_single_device_loss(market_dir):
+    proc = subprocess.run([sys.executable, "-c", TWO_REPLICAS, market_dir], capture_output=True,
+                          text=True, timeout=300)
+    assert "EQUAL" in proc.stdout, proc.stdout + proc.stderr[-3000:]
