@@ -14,10 +14,12 @@ import signal
 import sys
 import time
 
-import keras
-import numpy as np
-import tensorflow as tf
-from absl import app, logging
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's C++ start-up chatter off the console
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from absl import app, logging  # noqa: E402
 
 from reid_tf import config as config_lib
 from reid_tf import data, datasets, evaluate, export, synthetic
@@ -302,7 +304,7 @@ def _run(config, output_dir, flags_text, strategy) -> dict:
         run_validation(0)
     logging.info("training %s from step %d to %d on %d replica(s), batch %d (P=%d x K=%d)",
                  model.name, start, t.max_steps, replicas, batch, d.return_id_num, d.image_num_every_id)
-    current, last_validated, window_start, window_steps = start, None, time.time(), 0
+    current, last, window_start, window_steps = start, None, time.time(), 0
     with _StopSignal() as stop:
         while current < t.max_steps:
             loss, stats = train_step(iterator)
@@ -331,8 +333,7 @@ def _run(config, output_dir, flags_text, strategy) -> dict:
             if current % t.checkpoint_every == 0:
                 manager.save(checkpoint_number=current)
             if current % t.eval_every == 0:
-                run_validation(current)
-                last_validated = current
+                last = run_validation(current)
             if stop.received:
                 manager.save(checkpoint_number=current)
                 logging.info("%s: saved step %d, stopping", stop.received, current)
@@ -340,7 +341,7 @@ def _run(config, output_dir, flags_text, strategy) -> dict:
 
     if manager.latest_checkpoint is None or not manager.latest_checkpoint.endswith(f"-{current}"):
         manager.save(checkpoint_number=current)
-    final = run_validation(current) if last_validated != current else None
+    final = last if last is not None and last["step"] == current else run_validation(current)
     exported = export.export_saved_model(model, config, os.path.join(output_dir, "export"),
                                          current, current, overwrite=True)
     logging.info("exported %s", exported)
@@ -370,6 +371,7 @@ def main(argv):
         sys.exit(f"error: unexpected arguments {' '.join(argv[1:])}")
     from reid_tf import flags as reid_flags
 
+    tf.get_logger().setLevel("WARNING")
     config = reid_flags.config_from_flags()
     output_dir = reid_flags.FLAGS.output_dir
     try:
