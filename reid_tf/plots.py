@@ -25,7 +25,7 @@ def plot_cmc(curves: dict[str, Sequence[float]], path: str, max_rank: int = 20) 
         ranks = np.arange(1, min(max_rank, len(cmc)) + 1)
         ax.plot(ranks, np.asarray(cmc)[: len(ranks)] * 100, marker="o", markersize=3,
                 label=f"{label} (rank-1 {cmc[0] * 100:.1f}%)")
-    ax.set_xticks([1, 5, 10, 15, 20][: 1 + (max_rank >= 5) + (max_rank >= 10) + (max_rank >= 15) + (max_rank >= 20)])
+    ax.set_xticks([r for r in (1, 5, 10, 15, 20, 30, 40, 50) if r <= max_rank])
     ax.set_xlabel("rank")
     ax.set_ylabel("matching rate (%)")
     ax.set_title("CMC")

@@ -172,10 +172,10 @@ def make_synthetic_market(
                     save("bounding_box_train", pid, cam, img)
                 else:
                     save("query" if i == 0 else "bounding_box_test", pid, cam, img)
-    for i in range(num_distractors):  # distractors: people of no query identity
+    for _ in range(num_distractors):  # distractors: people of no query identity
         cam = int(rng.integers(num_cameras))
         save("bounding_box_test", 0, cam, render_pedestrian(_identity(rng), cameras[cam], rng, height, width))
-    for i in range(num_junk):  # junk: badly cropped fragments
+    for _ in range(num_junk):  # junk: badly cropped fragments
         cam = int(rng.integers(num_cameras))
         img = render_pedestrian(_identity(rng), cameras[cam], rng, height, width)
         y0 = int(rng.integers(0, height // 2))

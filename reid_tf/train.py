@@ -176,7 +176,8 @@ def warm_start(model: keras.Model, init_checkpoint: str) -> str:
     """Load only the model's weights from another run (folder or checkpoint prefix)."""
     path = init_checkpoint
     if os.path.isdir(path):
-        path = tf.train.latest_checkpoint(os.path.join(path, "checkpoints")) or tf.train.latest_checkpoint(path)
+        in_run = tf.train.latest_checkpoint(os.path.join(path, "checkpoints"))
+        path = in_run or tf.train.latest_checkpoint(path)
     if not path or not tf.io.gfile.exists(path + ".index"):
         raise TrainingError(f"--init_checkpoint={init_checkpoint}: no checkpoint found there")
     try:

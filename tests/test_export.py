@@ -6,10 +6,10 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+from test_train import tiny_config
 
 from reid_tf import config as C
 from reid_tf import datasets, evaluate, export, train
-from test_train import tiny_config
 
 LOAD_WITHOUT_REID_TF = r"""
 import sys

@@ -3,7 +3,6 @@
 from absl import app
 
 from reid_tf import flags as reid_flags
-
 from reid_tf import synthetic
 
 reid_flags.define_synthetic_flags()
