@@ -1,0 +1,47 @@
+"""Serving speed: the exported SavedModel's images/s at batch 64 and its batch-1 latency, against
+the Keras model's predict in the same run (ResNet50 at 224x112, float32, random weights).
+
+  python benchmarks/serving.py [--backbone=resnet50] [--repeats=5]
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import np, tf, timed  # noqa: E402
+
+from reid_tf import config as C  # noqa: E402
+from reid_tf import export  # noqa: E402
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--backbone", default="resnet50")
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    config = C.RunConfig(model=C.ModelConfig(backbone=args.backbone, backbone_weights="none"))
+    model = export.model_from_config(config)
+    h, w = config.data.image_height, config.data.image_width
+    with tempfile.TemporaryDirectory() as tmp:
+        path = export.export_saved_model(model, config, tmp, 1, 0)
+        signature = tf.saved_model.load(path).signatures["serving_default"]
+        results = {}
+        for batch in (64, 1):
+            x = tf.constant(np.random.default_rng(0).uniform(0, 255, (batch, h, w, 3)).astype(np.float32))
+            reps = args.repeats if batch == 64 else 10 * args.repeats
+            results[("savedmodel", batch)] = timed(
+                lambda x=x: signature(images=x)["embeddings"].numpy(), reps)
+            results[("keras", batch)] = timed(
+                lambda x=x: model.predict(x, batch_size=64, verbose=0), reps)
+    for kind in ("savedmodel", "keras"):
+        print(f"{kind:10} batch 64: {64 / results[(kind, 64)]:7.1f} images/s;"
+              f" batch 1 latency {results[(kind, 1)] * 1000:7.1f} ms")
+    speedup = results[("keras", 64)] / results[("savedmodel", 64)]
+    latency = results[("savedmodel", 1)] / results[("keras", 1)]
+    print(f"SavedModel / Keras predict: throughput {speedup:.2f}x, batch-1 latency {latency:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
