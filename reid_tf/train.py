@@ -8,6 +8,7 @@ validation appended to validation.jsonl; a SavedModel export at the end.
 from __future__ import annotations
 
 import json
+import logging as std_logging
 import math
 import os
 import signal
@@ -78,9 +79,17 @@ def split_records(records, cfg: config_lib.DataConfig, seed: int) -> dict:
     train_query, train_gallery = datasets.query_gallery_split(subset, seed)
     return {
         "train": datasets.relabel(train),
-        "valid": (val_query, val_gallery),
-        "train_eval": (train_query, train_gallery),
+        "valid": _cameras_for_unknown(val_query, val_gallery),
+        "train_eval": _cameras_for_unknown(train_query, train_gallery),
     }
+
+
+def _cameras_for_unknown(query, gallery):
+    """Without cameras (a CSV list without camid), every other image of the identity is a match:
+    query and gallery get different pseudo cameras so the same-camera rule removes nothing."""
+    if any(r.camid != -1 for r in query + gallery):
+        return query, gallery
+    return [r._replace(camid=0) for r in query], [r._replace(camid=1) for r in gallery]
 
 
 # ---------------------------------------------------------------------------- model and step
@@ -138,16 +147,18 @@ def make_train_step(model, optimizer, strategy, loss_cfg: config_lib.LossConfig,
         optimizer.apply_gradients(zip(grads, variables))
         return loss, batch_stats(all_embeddings, all_pids, margin)
 
-    @tf.function(jit_compile=jit_compile or None)
-    def step_fn(images, pids):
-        return replica_step(images, pids)
+    def global_step(images, pids):
+        loss, stats = strategy.run(replica_step, args=(images, pids))
+        first = strategy.experimental_local_results  # every replica holds the same global values
+        return first(loss)[0], {k: first(v)[0] for k, v in stats.items()}
+
+    # XLA compiles the whole step, optimiser update included; the iterator stays outside it.
+    compiled_step = tf.function(global_step, jit_compile=True) if jit_compile else global_step
 
     @tf.function
     def train_step(iterator):
         images, pids = next(iterator)
-        loss, stats = strategy.run(step_fn if jit_compile else replica_step, args=(images, pids))
-        first = strategy.experimental_local_results
-        return first(loss)[0], {k: first(v)[0] for k, v in stats.items()}
+        return compiled_step(images, pids)
 
     return train_step
 
@@ -215,10 +226,9 @@ class _StopSignal:
 # ---------------------------------------------------------------------------- validation
 
 
-def validate(model, splits: dict, config: config_lib.RunConfig, step: int) -> dict:
+def validate(embed, splits: dict, config: config_lib.RunConfig, step: int) -> dict:
     """mAP and rank-1 on held-out identities and on a subset of training identities."""
     d = config.data
-    embed = evaluate.keras_embed_fn(model)
     result = {"step": int(step)}
     for prefix, (query, gallery) in (("", splits["valid"]), ("train_", splits["train_eval"])):
         if not query or not gallery:
@@ -286,9 +296,11 @@ def _run(config, output_dir, flags_text, strategy) -> dict:
     history_path = os.path.join(output_dir, "validation.jsonl")
     best = _best_validation(history_path)
 
+    embed = evaluate.keras_embed_fn(model)
+
     def run_validation(at_step):
         nonlocal best
-        result = validate(model, splits, config, at_step)
+        result = validate(embed, splits, config, at_step)
         with open(history_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(result) + "\n")
         with writers["validation"].as_default():
@@ -342,6 +354,8 @@ def _run(config, output_dir, flags_text, strategy) -> dict:
 
     if manager.latest_checkpoint is None or not manager.latest_checkpoint.endswith(f"-{current}"):
         manager.save(checkpoint_number=current)
+    if last is None and _last_validation(history_path).get("step") == current:
+        last = _last_validation(history_path)  # a finished run, started again: nothing new to score
     final = last if last is not None and last["step"] == current else run_validation(current)
     exported = export.export_saved_model(model, config, os.path.join(output_dir, "export"),
                                          current, current, overwrite=True)
@@ -362,6 +376,15 @@ def _best_validation(path: str) -> dict | None:
     return best
 
 
+def _last_validation(path: str) -> dict:
+    last = {}
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                last = json.loads(line)
+    return last
+
+
 def _duration(seconds: float) -> str:
     seconds = int(seconds)
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
@@ -373,6 +396,7 @@ def main(argv):
     from reid_tf import flags as reid_flags
 
     tf.get_logger().setLevel("WARNING")
+    logging.get_absl_handler().setFormatter(std_logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
     config = reid_flags.config_from_flags()
     output_dir = reid_flags.FLAGS.output_dir
     try:

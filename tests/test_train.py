@@ -175,3 +175,34 @@ def test_two_replicas_give_the_single_device_loss(market_dir):
     proc = subprocess.run([sys.executable, "-c", TWO_REPLICAS, market_dir], capture_output=True,
                           text=True, timeout=300)
     assert "EQUAL" in proc.stdout, proc.stdout + proc.stderr[-3000:]
+
+
+def test_csv_dataset_without_cameras_validates(market_dir, tmp_path):
+    from reid_tf import datasets
+
+    train_records = datasets.load_market1501(market_dir)["train"]
+    rows = [f"person{r.pid},{os.path.relpath(r.path, market_dir)}" for r in train_records]
+    (tmp_path / "train.csv").write_text("\n".join(rows) + "\n")
+    config = tiny_config(market_dir, max_steps=1)
+    config = dataclasses.replace(config, data=dataclasses.replace(
+        config.data, dataset="csv", train_csv=str(tmp_path / "train.csv")))
+    out = str(tmp_path / "run")
+    summary = train.run(config, out)
+    assert summary["step"] == 1
+    row = json.loads(open(os.path.join(out, "validation.jsonl")).read().splitlines()[-1])
+    assert 0.0 < row["mAP"] <= 1.0 and 0.0 < row["train_mAP"] <= 1.0  # nothing skipped
+
+
+def test_command_line_errors_are_one_line(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "reid_tf.train", "--dataset=market1501",
+         f"--data_dir={tmp_path / 'missing'}", f"--output_dir={tmp_path / 'run'}"],
+        capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: missing dataset folder") and "missing" in last
+    proc = subprocess.run(
+        [sys.executable, "-m", "reid_tf.train", "--image_num_every_id=1"],
+        capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert proc.returncode != 0 and "image_num_every_id" in proc.stderr
+    assert "Traceback" not in proc.stderr
