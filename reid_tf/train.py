@@ -396,7 +396,10 @@ def main(argv):
     from reid_tf import flags as reid_flags
 
     tf.get_logger().setLevel("WARNING")
-    logging.get_absl_handler().setFormatter(std_logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    handler = logging.get_absl_handler()
+    handler.setFormatter(std_logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    # TensorFlow's own INFO records (saver, signature names) are noise on this console.
+    handler.addFilter(lambda r: r.levelno >= std_logging.WARNING or f"{os.sep}reid_tf{os.sep}" in r.pathname)
     config = reid_flags.config_from_flags()
     output_dir = reid_flags.FLAGS.output_dir
     try:
