@@ -93,10 +93,11 @@ def _k_reciprocal_distances(
     kh = min(int(np.around(k1 / 2.0)) + 1, num_all)
 
     # Pass 1: each row's maximum and its k1+1 nearest items, in order; the query rows of the
-    # normalised distance (the "original" distance of the final blend).
+    # normalised distance (the "original" distance of the final blend) go into the result,
+    # which the Jaccard pass then blends in place.
     neighbors = np.empty((num_all, kk), np.int64)
     row_max = np.empty(num_all, np.float32)
-    original = np.empty((num_q, num_g), np.float32)
+    result = np.empty((num_q, num_g), np.float32)
     for start, stop in _row_blocks(num_all, num_all):
         d = squared_rows(start, stop)
         row_max[start:stop] = d.max(axis=1)
@@ -106,7 +107,7 @@ def _k_reciprocal_distances(
         neighbors[start:stop] = np.take_along_axis(part, order, axis=1)
         if start < num_q:
             q_stop = min(stop, num_q)
-            original[start:q_stop] = d[: q_stop - start, num_q:] / row_max[start:q_stop, None]
+            result[start:q_stop] = d[: q_stop - start, num_q:] / row_max[start:q_stop, None]
 
     # Pass 2: k-reciprocal sets, expanded by candidates' half-size sets that overlap > 2/3,
     # weighted by exp(-distance) and normalised: the sparse encodings V.
@@ -156,7 +157,6 @@ def _k_reciprocal_distances(
     # Jaccard distance between each query and each gallery item through the inverted index
     # (the gallery rows of V by column): sum_k min(V[q, k], V[g, k]).
     inverted = v[num_q:].tocsc()
-    result = np.empty((num_q, num_g), np.float32)
     q_step = max(1, min(512, _BLOCK_ELEMENTS // (4 * max(num_g, 1))))
     for start in range(0, num_q, q_step):
         stop = min(start + q_step, num_q)
@@ -170,5 +170,6 @@ def _k_reciprocal_distances(
             q_local * num_g + inverted.indices[pos], weights=mins, minlength=(stop - start) * num_g
         ).reshape(stop - start, num_g)
         jaccard = 1.0 - shared / (2.0 - shared)
-        result[start:stop] = jaccard * (1 - lambda_value) + original[start:stop] * lambda_value
+        result[start:stop] *= lambda_value
+        result[start:stop] += jaccard * (1 - lambda_value)
     return result
