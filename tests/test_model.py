@@ -119,3 +119,39 @@ def test_bad_values():
         model_lib.build_model((16, 8, 3), backbone_weights="none")
     with pytest.raises(ValueError, match="dropout"):
         model_lib.build_model(SHAPE, backbone="small", backbone_weights="none", dropout=1.0)
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_fused_batch_norm_equals_keras_batch_norm(training):
+    x = tf.random.stateless_normal([6, 5, 4, 3], seed=[1, 2]) * 3 + 1
+    plain = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-3)
+    fused = model_lib.FusedBatchNormalization(momentum=0.9, epsilon=1e-3)
+    plain.build(x.shape)
+    fused.build(x.shape)
+    rng = np.random.default_rng(0)
+    weights = [rng.uniform(0.5, 2, 3), rng.normal(size=3), rng.normal(size=3), rng.uniform(0.5, 2, 3)]
+    plain.set_weights(weights)
+    fused.set_weights(weights)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        a, b = plain(x, training=training), fused(x, training=training)
+        la, lb = tf.reduce_sum(a * a * tf.range(3.0)), tf.reduce_sum(b * b * tf.range(3.0))
+    np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(tape.gradient(lb, x), tape.gradient(la, x), rtol=1e-4, atol=1e-5)
+    for va, vb in zip(plain.weights, fused.weights):  # moving mean and variance updated alike
+        np.testing.assert_allclose(vb.numpy(), va.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_resnet_backbone_uses_the_fused_batch_norm():
+    backbone = model_lib.build_backbone("resnet50", "none", SHAPE)
+    kinds = {type(layer) for layer in backbone.layers if "bn" in layer.name}
+    assert kinds == {model_lib.FusedBatchNormalization}
+    assert sum(isinstance(layer, model_lib.FusedBatchNormalization) for layer in backbone.layers) == 53
+
+
+def test_fused_copy_keeps_a_backbones_weights_and_outputs():
+    plain = keras.applications.ResNet50(include_top=False, weights=None, input_shape=SHAPE)
+    fused = model_lib.with_fused_batch_norm(plain)
+    assert fused.name == plain.name and fused.count_params() == plain.count_params()
+    x = _images(4) - 128.0
+    np.testing.assert_allclose(fused(x, training=False), plain(x, training=False), rtol=1e-4, atol=1e-4)
