@@ -264,6 +264,11 @@ def run(config: config_lib.RunConfig, output_dir: str, flags_text: str | None = 
 
 def _run(config, output_dir, flags_text, strategy) -> dict:
     t, d = config.train, config.data
+    if d.image_num_every_id < 2:
+        raise TrainingError(
+            f"--image_num_every_id={d.image_num_every_id}: batch-hard mining needs K >= 2 images per"
+            " identity in a batch, or no anchor has a positive"
+        )
     prepare_output_dir(output_dir, config, flags_text)
     splits = split_records(load_training_records(d), d, t.seed)
     replicas = strategy.num_replicas_in_sync
@@ -301,16 +306,18 @@ def _run(config, output_dir, flags_text, strategy) -> dict:
     def run_validation(at_step):
         nonlocal best
         result = validate(embed, splits, config, at_step)
-        with open(history_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(result) + "\n")
         with writers["validation"].as_default():
             for key, value in result.items():
                 if key != "step":
                     tf.summary.scalar(key, value, step=at_step)
         if "mAP" in result and (best is None or result["mAP"] > best["mAP"]):
             best = {"mAP": result["mAP"], "step": at_step}
-        logging.info("validation at step %d: %s", at_step,
-                     ", ".join(f"{k} {v:.4f}" for k, v in result.items() if k != "step"))
+        if best:
+            result.update(best_mAP=best["mAP"], best_step=best["step"])
+        with open(history_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(result) + "\n")
+        logging.info("validation at step %d: %s", at_step, ", ".join(
+            f"{k} {v:.4f}" for k, v in result.items() if k not in ("step", "best_step", "best_mAP")))
         return result
 
     if start == 0 and t.eval_before_training:

@@ -46,7 +46,8 @@ def test_end_to_end_writes_everything(market_dir, tmp_path):
     rows = [json.loads(line) for line in open(os.path.join(out, "validation.jsonl"))]
     assert [r["step"] for r in rows] == [0, 2, 4]
     assert {"step", "mAP", "rank1", "train_mAP"} <= set(rows[-1])
-    assert summary["best"]["mAP"] == max(r["mAP"] for r in rows)
+    assert summary["best"]["mAP"] == max(r["mAP"] for r in rows) == rows[-1]["best_mAP"]
+    assert rows[-1]["best_step"] == max(rows, key=lambda r: r["mAP"])["step"]
     for kind in ("train", "validation"):
         assert os.listdir(os.path.join(out, "tensorboard", kind))
     assert os.path.exists(os.path.join(out, "export", "4", "saved_model.pb"))
@@ -191,6 +192,13 @@ def test_csv_dataset_without_cameras_validates(market_dir, tmp_path):
     assert summary["step"] == 1
     row = json.loads(open(os.path.join(out, "validation.jsonl")).read().splitlines()[-1])
     assert 0.0 < row["mAP"] <= 1.0 and 0.0 < row["train_mAP"] <= 1.0  # nothing skipped
+
+
+def test_k_below_two_is_refused(market_dir, tmp_path):
+    config = tiny_config(market_dir)
+    config = dataclasses.replace(config, data=dataclasses.replace(config.data, image_num_every_id=1))
+    with pytest.raises(train.TrainingError, match="image_num_every_id=1: batch-hard mining needs K >= 2"):
+        train.run(config, str(tmp_path / "run"))
 
 
 def test_command_line_errors_are_one_line(tmp_path):
