@@ -270,6 +270,7 @@ def _run(config, output_dir, flags_text, strategy) -> dict:
             " identity in a batch, or no anchor has a positive"
         )
     prepare_output_dir(output_dir, config, flags_text)
+    keras.utils.set_random_seed(t.seed)  # weights, dropout: a run is repeatable from its seed
     splits = split_records(load_training_records(d), d, t.seed)
     replicas = strategy.num_replicas_in_sync
     batch = d.return_id_num * d.image_num_every_id
@@ -361,8 +362,9 @@ def _run(config, output_dir, flags_text, strategy) -> dict:
 
     if manager.latest_checkpoint is None or not manager.latest_checkpoint.endswith(f"-{current}"):
         manager.save(checkpoint_number=current)
-    if last is None and _last_validation(history_path).get("step") == current:
-        last = _last_validation(history_path)  # a finished run, started again: nothing new to score
+    if last is None:  # a finished run started again has nothing new to score
+        previous = _last_validation(history_path)
+        last = previous if previous.get("step") == current else None
     final = last if last is not None and last["step"] == current else run_validation(current)
     exported = export.export_saved_model(model, config, os.path.join(output_dir, "export"),
                                          current, current, overwrite=True)

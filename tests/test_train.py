@@ -214,3 +214,29 @@ def test_command_line_errors_are_one_line(tmp_path):
         capture_output=True, text=True, timeout=120, cwd=REPO)
     assert proc.returncode != 0 and "image_num_every_id" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_kill_9_then_the_same_command_resumes(market_dir, tmp_path):
+    import time
+
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "reid_tf.train", "--dataset=market1501", f"--data_dir={market_dir}",
+               "--image_height=64", "--image_width=32", "--backbone=small", "--backbone_weights=none",
+               "--return_id_num=4", "--image_num_every_id=2", "--valid_ids=2", "--train_eval_ids=2",
+               "--checkpoint_every=3", "--eval_every=1000", "--log_every=1", f"--output_dir={out}"]
+    proc = subprocess.Popen(command + ["--max_steps=100000"], cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline and not checkpoint_steps(str(out)):
+            time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    saved = checkpoint_steps(str(out))
+    assert saved, "no checkpoint was written before the kill"
+    resumed = subprocess.run(command + [f"--max_steps={saved[-1] + 2}"], cwd=REPO, capture_output=True,
+                             text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"at step {saved[-1]}" in resumed.stderr  # "resumed from .../ckpt-N at step N"
+    assert checkpoint_steps(str(out))[-1] == saved[-1] + 2
