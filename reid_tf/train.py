@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging as std_logging
+from collections.abc import Callable
 import math
 import os
 import signal
@@ -72,7 +73,7 @@ def load_training_records(cfg: config_lib.DataConfig) -> list[datasets.Record]:
     return datasets.drop_unreadable(records)
 
 
-def split_records(records, cfg: config_lib.DataConfig, seed: int) -> dict:
+def split_records(records: list[datasets.Record], cfg: config_lib.DataConfig, seed: int) -> dict:
     """Train records (relabelled) and the validation / train-subset query-gallery sets."""
     train, val_query, val_gallery = datasets.split_validation(records, cfg.valid_ids, seed)
     subset = datasets.subset_ids(train, cfg.train_eval_ids, seed) if cfg.train_eval_ids else []
@@ -125,7 +126,10 @@ def build_optimizer(cfg: config_lib.OptimizerConfig, mixed_precision: str) -> ke
     return optimizer
 
 
-def make_train_step(model, optimizer, strategy, loss_cfg: config_lib.LossConfig, jit_compile: bool):
+def make_train_step(
+    model: keras.Model, optimizer: keras.optimizers.Optimizer, strategy: tf.distribute.Strategy,
+    loss_cfg: config_lib.LossConfig, jit_compile: bool,
+):
     """A tf.function running one step on the next global batch of a distributed iterator."""
     margin = loss_cfg.margin if loss_cfg.margin == "soft" else float(loss_cfg.margin)
 
@@ -226,7 +230,8 @@ class _StopSignal:
 # ---------------------------------------------------------------------------- validation
 
 
-def validate(embed, splits: dict, config: config_lib.RunConfig, step: int) -> dict:
+def validate(embed: Callable[[tf.Tensor], tf.Tensor], splits: dict, config: config_lib.RunConfig,
+             step: int) -> dict:
     """mAP and rank-1 on held-out identities and on a subset of training identities."""
     d = config.data
     result = {"step": int(step)}
