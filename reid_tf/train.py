@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import logging as std_logging
-from collections.abc import Callable
 import math
 import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's C++ start-up chatter off the console
 
