@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from reid_tf.datasets import DatasetError, Record
 
@@ -35,6 +36,10 @@ def pk_index_batches(pids: Sequence[int], p: int, k: int, seed: int) -> tf.data.
             f"P={p} identities per batch (--return_id_num) but the training set has only"
             f" {len(unique)} identities with images; lower --return_id_num"
         )
+    short = int((counts < k).sum())
+    if short:
+        logging.info("%d of %d identities have fewer than K=%d images: their own images repeat in a batch",
+                     short, len(unique), k)
     members = tf.constant(order, tf.int32)
     starts = tf.constant(starts, tf.int32)
     counts = tf.constant(counts, tf.int32)

@@ -113,6 +113,14 @@ def test_decode_grayscale_png_and_jpeg_to_rgb(tmp_path):
     assert color.shape == (16, 8, 3) and np.abs(color - [10, 200, 30]).max() <= 3
 
 
+def test_small_identities_are_reported(caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO):
+        data.pk_index_batches([0, 1, 1, 2, 2, 2], 2, 3, seed=0)
+    assert "2 of 3 identities have fewer than K=3 images" in caplog.text
+
+
 def test_small_identity_padded_only_with_its_own_images(tmp_path):
     records = []
     for pid, n in ((0, 1), (1, 3), (2, 4)):
