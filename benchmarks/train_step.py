@@ -64,16 +64,51 @@ def step_images_per_second(backbone: str, mixed_precision: str, jit: bool, steps
     return steps * P * K / (time.perf_counter() - start)
 
 
+def _torch_resnet50(torch):
+    """torchvision's ResNet50 (v1.5) without torchvision, which does not install beside the CPU
+    torch wheel here: the same layers and FLOPs."""
+    nn = torch.nn
+
+    class Bottleneck(nn.Module):
+        def __init__(self, cin, width, stride):
+            super().__init__()
+            cout = width * 4
+            self.body = nn.Sequential(
+                nn.Conv2d(cin, width, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
+                nn.Conv2d(width, width, 3, stride, 1, bias=False), nn.BatchNorm2d(width),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(width, cout, 1, bias=False), nn.BatchNorm2d(cout))
+            self.short = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+                          if stride != 1 or cin != cout else nn.Identity())
+
+        def forward(self, x):
+            return torch.relu(self.body(x) + self.short(x))
+
+    layers = [nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True),
+              nn.MaxPool2d(3, 2, 1)]
+    cin = 64
+    for width, blocks, stride in ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)):
+        for b in range(blocks):
+            layers.append(Bottleneck(cin, width, stride if b == 0 else 1))
+            cin = width * 4
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
+
 def torch_images_per_second(steps: int) -> float | None:
-    """The same step in PyTorch (torchvision ResNet50, this head and loss, bf16 autocast), if installed."""
+    """The same step in PyTorch (ResNet50, this head and loss, bf16 autocast), if torch is installed."""
     try:
         import torch
-        import torchvision
-    except Exception:  # noqa: BLE001 - any import failure means: not measured here
+    except ImportError:
         return None
-    net = torchvision.models.resnet50()
-    net.fc = torch.nn.Sequential(torch.nn.Linear(2048, 1024, bias=False), torch.nn.BatchNorm1d(1024),
-                                 torch.nn.ReLU(), torch.nn.Linear(1024, 128))
+    try:
+        import torchvision
+
+        net = torchvision.models.resnet50()
+        net.fc = torch.nn.Identity()
+    except Exception:  # noqa: BLE001 - torchvision missing or broken beside this torch
+        net = _torch_resnet50(torch)
+    net = torch.nn.Sequential(net, torch.nn.Linear(2048, 1024, bias=False), torch.nn.BatchNorm1d(1024),
+                              torch.nn.ReLU(), torch.nn.Linear(1024, 128))
     net = net.to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(net.parameters(), 1e-4)
     x = (torch.rand(P * K, 3, H, W) * 255).to(memory_format=torch.channels_last)
@@ -92,6 +127,7 @@ def torch_images_per_second(steps: int) -> float | None:
         opt.step()
 
     one()
+    one()
     start = time.perf_counter()
     for _ in range(steps):
         one()
@@ -104,7 +140,15 @@ def main():
     parser.add_argument("--backbones", default="resnet50,small")
     parser.add_argument("--torch", action="store_true", help="also time the PyTorch step")
     parser.add_argument("--skip_xla", action="store_true", help="leave out the (slow on CPU) XLA runs")
+    parser.add_argument("--compare_only", action="store_true",
+                        help="only the ResNet50 bf16 step beside PyTorch's (implies --torch)")
     args = parser.parse_args()
+    if args.compare_only:
+        ours = step_images_per_second("resnet50", "bfloat16", False, args.steps)
+        theirs = torch_images_per_second(args.steps)
+        print(f"ResNet50 bf16 step: reid_tf {ours:.1f} images/s, PyTorch "
+              + ("not installed" if theirs is None else f"{theirs:.1f} images/s, ratio {ours / theirs:.2f}"))
+        return
     fp32 = matmul_flops_per_second(tf.float32)
     bf16 = matmul_flops_per_second(tf.bfloat16)
     print(f"matmul rate: float32 {fmt_rate(fp32)}, bfloat16 {fmt_rate(bf16)}")
