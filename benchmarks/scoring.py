@@ -22,11 +22,6 @@ import numpy as np  # no TensorFlow here: the scoring code does not need it, and
 def peak_rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-
-def euclidean_distances(a, b):
-    d = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * (a @ b.T)
-    return np.sqrt(np.maximum(d, 0.0))
-
 what, num_q, num_g = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 rng = np.random.default_rng(0)
 ids = 751 if num_q + num_g < 50000 else 4000
@@ -38,7 +33,7 @@ q_cams, g_cams = rng.integers(1, 7, num_q), rng.integers(1, 7, num_g)
 base = peak_rss_mib()
 start = time.perf_counter()
 if what == "evaluate_rank":
-    from reid_tf.metrics import evaluate_rank
+    from reid_tf.metrics import euclidean_distances, evaluate_rank
     d = euclidean_distances(qf, gf)
     start = time.perf_counter()
     r = evaluate_rank(d, q_pids, g_pids, q_cams, g_cams)
@@ -48,6 +43,7 @@ elif what == "re_ranking":
 else:  # the dense reference algorithm, for the ratio
     sys.path.insert(0, sys.argv[5])
     from dense_rerank import dense_re_ranking
+    from reid_tf.metrics import euclidean_distances
     qg, qq, gg = euclidean_distances(qf, gf), euclidean_distances(qf, qf), euclidean_distances(gf, gf)
     start = time.perf_counter()
     out = dense_re_ranking(qg, qq, gg)

@@ -93,13 +93,15 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> RunConfig:
-        sections = {f.name: f.type for f in dataclasses.fields(cls)}
         kwargs = {}
-        for f in dataclasses.fields(cls):
-            section_cls = globals()[sections[f.name]] if isinstance(sections[f.name], str) else f.type
-            known = {g.name for g in dataclasses.fields(section_cls)}
-            kwargs[f.name] = section_cls(**{k: v for k, v in d.get(f.name, {}).items() if k in known})
+        for name, section in _SECTIONS.items():
+            known = {f.name for f in dataclasses.fields(section)}
+            kwargs[name] = section(**{k: v for k, v in d.get(name, {}).items() if k in known})
         return cls(**kwargs)
+
+
+_SECTIONS = {"data": DataConfig, "model": ModelConfig, "loss": LossConfig,
+             "optimizer": OptimizerConfig, "train": TrainConfig}
 
 
 def save_config(config: RunConfig, path: str) -> None:

@@ -160,7 +160,7 @@ def eval_dataset(
     records: Sequence[Record], height: int, width: int, batch_size: int = 64
 ) -> tf.data.Dataset:
     """(images, pids, camids) batches of every record once, in order, the last batch partial."""
-    paths = tf.constant([r.path for r in records], tf.string) if records else tf.constant([], tf.string)
+    paths = tf.constant([r.path for r in records], tf.string)
     pids = tf.constant([r.pid for r in records], tf.int32)
     camids = tf.constant([r.camid for r in records], tf.int32)
     return (

@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from reid_tf import data, metrics, rerank
 from reid_tf.datasets import Record
+from reid_tf.metrics import euclidean_distances
 
 RANKS = (1, 5, 10, 20)
 FEATURE_KEYS = ("query_features", "gallery_features", "query_pids", "gallery_pids",
@@ -53,13 +54,6 @@ def saved_model_embed_fn(path: str) -> tuple[Callable[[tf.Tensor], tf.Tensor], d
 
     embed.loaded = loaded  # keep the SavedModel alive with the function
     return embed, {"height": int(spec.shape[1]), "width": int(spec.shape[2])}
-
-
-def euclidean_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Euclidean distances [len(a), len(b)] in float32."""
-    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
-    d = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * (a @ b.T)
-    return np.sqrt(np.maximum(d, 0.0))
 
 
 def check_features(query_features: np.ndarray, gallery_features: np.ndarray,

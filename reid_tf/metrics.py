@@ -16,6 +16,13 @@ class MetricsError(ValueError):
     """Inputs that cannot be scored; the message says which and why."""
 
 
+def euclidean_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Euclidean distances [len(a), len(b)] in float32."""
+    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+    d = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * (a @ b.T)
+    return np.sqrt(np.maximum(d, 0.0))
+
+
 def _check_inputs(distmat, query_pids, gallery_pids, query_camids, gallery_camids):
     distmat = np.asarray(distmat)
     q_pids, g_pids = np.asarray(query_pids).ravel(), np.asarray(gallery_pids).ravel()

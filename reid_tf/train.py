@@ -305,7 +305,7 @@ def _run(config, output_dir, flags_text, strategy) -> dict:
     writers = {k: tf.summary.create_file_writer(os.path.join(output_dir, "tensorboard", k))
                for k in ("train", "validation")}
     history_path = os.path.join(output_dir, "validation.jsonl")
-    best = _best_validation(history_path)
+    best = _best(read_validations(history_path))
 
     embed = evaluate.keras_embed_fn(model)
 
@@ -368,8 +368,8 @@ def _run(config, output_dir, flags_text, strategy) -> dict:
     if manager.latest_checkpoint is None or not manager.latest_checkpoint.endswith(f"-{current}"):
         manager.save(checkpoint_number=current)
     if last is None:  # a finished run started again has nothing new to score
-        previous = _last_validation(history_path)
-        last = previous if previous.get("step") == current else None
+        previous = read_validations(history_path)[-1:]
+        last = previous[0] if previous and previous[0]["step"] == current else None
     final = last if last is not None and last["step"] == current else run_validation(current)
     exported = export.export_saved_model(model, config, os.path.join(output_dir, "export"),
                                          current, current, overwrite=True)
@@ -379,24 +379,18 @@ def _run(config, output_dir, flags_text, strategy) -> dict:
     return {"step": current, "final": final, "best": best, "export": exported}
 
 
-def _best_validation(path: str) -> dict | None:
-    best = None
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                row = json.loads(line)
-                if "mAP" in row and (best is None or row["mAP"] > best["mAP"]):
-                    best = {"mAP": row["mAP"], "step": row["step"]}
-    return best
+def read_validations(path: str) -> list[dict]:
+    """The rows of a run's validation.jsonl, oldest first (none if it does not exist yet)."""
+    if not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
 
 
-def _last_validation(path: str) -> dict:
-    last = {}
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                last = json.loads(line)
-    return last
+def _best(rows: list[dict]) -> dict | None:
+    scored = [r for r in rows if "mAP" in r]
+    top = max(scored, key=lambda r: r["mAP"], default=None)  # the first of equal maxima
+    return {"mAP": top["mAP"], "step": top["step"]} if top else None
 
 
 def _duration(seconds: float) -> str:
@@ -420,20 +414,12 @@ def main(argv):
         summary = run(config, output_dir, reid_flags.train_flags_file())
     except (TrainingError, DatasetError, model_lib.WeightsUnavailableError, export.ExportError) as e:
         sys.exit(f"error: {e}")
-    first = _first_validation(os.path.join(output_dir, "validation.jsonl"))
+    first = next(iter(read_validations(os.path.join(output_dir, "validation.jsonl"))), None)
     if first and summary.get("final") and first["step"] == 0:
         print(f"validation mAP before training {first['mAP']:.3f}, after {summary['final']['mAP']:.3f}"
               f" (rank-1 {first.get('rank1', 0):.3f} -> {summary['final'].get('rank1', 0):.3f})")
     if summary.get("export"):
         print(f"exported {summary['export']}")
-
-
-def _first_validation(path: str) -> dict | None:
-    if not os.path.exists(path):
-        return None
-    with open(path, encoding="utf-8") as f:
-        line = f.readline()
-    return json.loads(line) if line else None
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ def _embed_split():
         raise MetricsError("--saved_model needs --data_dir (a Market-1501 layout folder)")
     splits = datasets.load_market1501(FLAGS.data_dir)
     embed, size = evaluate.saved_model_embed_fn(FLAGS.saved_model)
-    out = {"query_records": splits["query"], "gallery_records": splits["gallery"]}
+    out = {}
     for name in ("query", "gallery"):
         records = datasets.drop_unreadable(splits[name])
         out[f"{name}_records"] = records
