@@ -14,6 +14,7 @@ from common import np, tf, timed  # noqa: E402
 
 from reid_tf import config as C  # noqa: E402
 from reid_tf import export  # noqa: E402
+from reid_tf import model as model_lib  # noqa: E402
 
 
 def main():
@@ -22,7 +23,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     config = C.RunConfig(model=C.ModelConfig(backbone=args.backbone, backbone_weights="none"))
-    model = export.model_from_config(config)
+    model = model_lib.build_run_model(config, "none")
     h, w = config.data.image_height, config.data.image_width
     with tempfile.TemporaryDirectory() as tmp:
         path = export.export_saved_model(model, config, tmp, 1, 0)

@@ -104,25 +104,19 @@ _SECTIONS = {"data": DataConfig, "model": ModelConfig, "loss": LossConfig,
              "optimizer": OptimizerConfig, "train": TrainConfig}
 
 
-def save_config(config: RunConfig, path: str) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(config.to_dict(), f, indent=2, sort_keys=True)
-        f.write("\n")
+def config_json(config: RunConfig) -> str:
+    """The text of config.json: sorted keys, indented, one trailing newline."""
+    return json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n"
 
 
-def load_config(path: str) -> RunConfig:
-    with open(path, encoding="utf-8") as f:
-        return RunConfig.from_dict(json.load(f))
+def guarded_settings(config: RunConfig) -> dict:
+    """The settings a resumed run, and every worker of a run, must share."""
+    return {f"{section}.{key}": value for section, values in config.to_dict().items()
+            for key, value in values.items() if f"{section}.{key}" not in RESUMABLE_FIELDS}
 
 
 def config_differences(old: RunConfig, new: RunConfig) -> list[str]:
     """Settings that differ between two runs, ignoring those a resumed run may change."""
-    diffs = []
-    old_d, new_d = old.to_dict(), new.to_dict()
-    for section, values in new_d.items():
-        for key, value in values.items():
-            name = f"{section}.{key}"
-            before = old_d.get(section, {}).get(key)
-            if name not in RESUMABLE_FIELDS and before != value:
-                diffs.append(f"{name}: {before!r} -> {value!r}")
-    return diffs
+    before, after = guarded_settings(old), guarded_settings(new)
+    return [f"{name}: {before.get(name)!r} -> {value!r}" for name, value in after.items()
+            if before.get(name) != value]

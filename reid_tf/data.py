@@ -133,13 +133,30 @@ def augment_image(image: tf.Tensor, height: int, width: int, augment: str, seed:
 
 def train_dataset(
     records: Sequence[Record], p: int, k: int, height: int, width: int,
-    augment: str = "basic", seed: int = 0,
+    augment: str = "basic", seed: int = 0, num_shards: int = 1, shard: int = 0,
+    batch_size: int | None = None,
 ) -> tf.data.Dataset:
-    """Endless (images [P*K, H, W, 3] float32, pids [P*K] int32) batches of P ids x K images."""
+    """Endless (images [B, H, W, 3] float32, pids [B] int32) batches of P ids x K images.
+
+    With `num_shards` > 1 (one per worker), every shard draws the same global P x K index
+    stream and decodes only its own slice of each global batch, in `batch_size` pieces (one per
+    replica); the slices of all shards, in shard order, are the single-shard batch exactly,
+    augmentation included, since each image's random seed is its global position.
+    """
     if augment not in AUGMENTATIONS:
         raise ValueError(f"augment must be one of {AUGMENTATIONS}, got {augment!r}")
+    share = p * k // num_shards
+    batch_size = batch_size or share
+    if share * num_shards != p * k or share % batch_size:
+        raise ValueError(f"the batch P*K={p * k} does not split into {num_shards} shards"
+                         f" of batches of {batch_size}")
     paths = tf.constant([r.path for r in records])
     labels = tf.constant([r.pid for r in records], tf.int32)
+    first = shard * share
+
+    def own_slice(batch_number, indices):
+        positions = batch_number * p * k + first + tf.range(share, dtype=tf.int64)
+        return positions, indices[first:first + share]
 
     def load(position, index):
         image = decode_image(tf.io.read_file(tf.gather(paths, index)))
@@ -148,10 +165,11 @@ def train_dataset(
 
     return (
         pk_index_batches([r.pid for r in records], p, k, seed)
-        .unbatch()
         .enumerate()
+        .map(own_slice)
+        .unbatch()
         .map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        .batch(p * k, drop_remainder=True)
+        .batch(batch_size, drop_remainder=True)
         .prefetch(tf.data.AUTOTUNE)
     )
 

@@ -12,6 +12,9 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
+from reid_tf.config import DataConfig
+from reid_tf.synthetic import make_synthetic_market
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 JUNK_PID = -1  # Market-1501: "-1" = junk, ignored in evaluation
 DISTRACTOR_PID = 0  # Market-1501: "0000" = distractor, a negative for every query
@@ -188,3 +191,62 @@ def subset_ids(records: list[Record], num_ids: int, seed: int) -> list[Record]:
     rng = np.random.default_rng(seed + 2)
     chosen = set(rng.choice(pids, size=min(num_ids, len(pids)), replace=False).tolist())
     return [r for r in records if r.pid in chosen]
+
+
+# ---------------------------------------------------------------------------- a run's data
+
+
+def synthetic_cache_dir(num_ids: int) -> str:
+    """Where the generated synthetic dataset lives between runs."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "reid_tf", f"synthetic-v1-{num_ids}ids")
+
+
+def ensure_synthetic(folder: str, num_ids: int) -> None:
+    """Generate the synthetic dataset into `folder` unless it is already complete there."""
+    done = os.path.join(folder, ".complete")
+    if os.path.exists(done):
+        return
+    logging.info("generating the synthetic dataset (%d identities) in %s", num_ids, folder)
+    make_synthetic_market(folder, num_ids=num_ids, seed=0)
+    with open(done, "w") as f:
+        f.write("ok\n")
+
+
+def load_training_records(cfg: DataConfig) -> list[Record]:
+    """The training records of the configured dataset, unreadable images left out."""
+    if cfg.dataset == "csv":
+        if not cfg.train_csv:
+            raise DatasetError("--dataset=csv needs --train_csv=FILE (rows 'pid,path[,camid]')")
+        records = load_csv(cfg.train_csv, cfg.data_dir)
+    else:
+        folder = cfg.data_dir
+        if cfg.dataset == "synthetic":
+            folder = folder or synthetic_cache_dir(cfg.synthetic_ids)
+            ensure_synthetic(folder, cfg.synthetic_ids)
+        elif not folder:
+            raise DatasetError(f"--dataset={cfg.dataset} needs --data_dir=FOLDER")
+        records = load_market1501(folder)["train"]
+    if not records:
+        raise DatasetError(f"no training images found for --dataset={cfg.dataset} in {cfg.data_dir!r}")
+    return drop_unreadable(records)
+
+
+def split_records(records: list[Record], cfg: DataConfig, seed: int) -> dict:
+    """Train records (relabelled) and the validation / train-subset query-gallery sets."""
+    train, val_query, val_gallery = split_validation(records, cfg.valid_ids, seed)
+    subset = subset_ids(train, cfg.train_eval_ids, seed) if cfg.train_eval_ids else []
+    train_query, train_gallery = query_gallery_split(subset, seed)
+    return {
+        "train": relabel(train),
+        "valid": _cameras_for_unknown(val_query, val_gallery),
+        "train_eval": _cameras_for_unknown(train_query, train_gallery),
+    }
+
+
+def _cameras_for_unknown(query, gallery):
+    """Without cameras (a CSV list without camid), every other image of the identity is a match:
+    query and gallery get different pseudo cameras so the same-camera rule removes nothing."""
+    if any(r.camid != -1 for r in query + gallery):
+        return query, gallery
+    return [r._replace(camid=0) for r in query], [r._replace(camid=1) for r in gallery]

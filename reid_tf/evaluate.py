@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from reid_tf import data, metrics, rerank
 from reid_tf.datasets import Record
@@ -114,3 +115,24 @@ def load_features(path: str) -> dict:
         if missing:
             raise metrics.MetricsError(f"{path} lacks {', '.join(missing)}; needs {', '.join(FEATURE_KEYS)}")
         return {k: f[k] for k in FEATURE_KEYS}
+
+
+def validate(embed_fn: Callable[[tf.Tensor], tf.Tensor], splits: dict, height: int, width: int,
+             step: int, rerank_too: bool = False) -> dict:
+    """A validation row: mAP, rank-1, mINP on held-out identities (`splits["valid"]`) and, with a
+    `train_` prefix, on a subset of training identities (`splits["train_eval"]`)."""
+    result = {"step": int(step)}
+    for prefix, (query, gallery) in (("", splits["valid"]), ("train_", splits["train_eval"])):
+        if not query or not gallery:
+            continue
+        q = embed_records(embed_fn, query, height, width)
+        g = embed_records(embed_fn, gallery, height, width)
+        try:
+            scores = score(q[0], g[0], q[1], g[1], q[2], g[2], rerank_too=rerank_too and not prefix)
+        except metrics.MetricsError as e:
+            logging.warning("%svalidation skipped: %s", prefix, e)
+            continue
+        for key in ("mAP", "rank1", "mINP", "mAP_rerank", "rank1_rerank"):
+            if key in scores:
+                result[prefix + key] = round(scores[key], 6)
+    return result

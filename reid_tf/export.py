@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
-import tempfile
+import uuid
 
 import keras
 import tensorflow as tf
@@ -19,23 +18,13 @@ import tensorflow as tf
 from reid_tf import config as config_lib
 from reid_tf import data
 from reid_tf import model as model_lib
+from reid_tf import run_dir as run_dir_lib
 
 CONFIG_ASSET = "reid_config.json"
 
 
 class ExportError(RuntimeError):
     """An export that cannot be done; the message names the folder and what to do."""
-
-
-def model_from_config(config: config_lib.RunConfig) -> keras.Model:
-    """The run's model, float32, backbone weights left to the checkpoint."""
-    m, d = config.model, config.data
-    return model_lib.build_model(
-        (d.image_height, d.image_width, 3), backbone=m.backbone, backbone_weights="none",
-        pooling=m.pooling, head=m.head, embedding_dim=m.embedding_dim,
-        output_activation=m.output_activation, dropout=m.dropout, head_init=m.head_init,
-        head_init_stddev=m.head_init_stddev, trainable=m.trainable,
-    )
 
 
 class _ServingModule(tf.Module):
@@ -78,34 +67,50 @@ def export_saved_model(
     """Write the model as DIR/<version>/ with `serving_default` (pixels) and `serving_bytes`.
 
     The model is rebuilt in float32 from the config and given the trained weights, so a
-    mixed-precision run exports a portable graph.
+    mixed-precision run exports a portable graph. It is written in a `.tmp-` folder beside its
+    place (a name TF Serving ignores; what a killed export leaves is removed by the next one).
     """
     final = os.path.join(export_dir, str(int(version)))
-    if os.path.exists(final) and not overwrite:
+    if tf.io.gfile.exists(final) and not overwrite:
         raise ExportError(f"{final} exists: pass --overwrite to replace it, or choose --version")
-    os.makedirs(export_dir, exist_ok=True)
-    clone = model_from_config(config)
+    tf.io.gfile.makedirs(export_dir)
+    run_dir_lib.remove_temporaries(export_dir)
+    clone = model_lib.build_run_model(config, backbone_weights="none")
     clone.set_weights(model.get_weights())
-    staging = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=export_dir)
+    staging = os.path.join(export_dir, f"{run_dir_lib.TEMPORARY}{version}-{uuid.uuid4().hex[:8]}")
     try:
+        tf.io.gfile.makedirs(staging)
         config_path = os.path.join(staging, CONFIG_ASSET)
-        with open(config_path, "w", encoding="utf-8") as f:
-            json.dump(export_metadata(config, step), f, indent=2, sort_keys=True)
+        run_dir_lib.write_atomic(config_path, json.dumps(export_metadata(config, step), indent=2,
+                                                     sort_keys=True))
         module = _ServingModule(clone, config.data.image_height, config.data.image_width, config_path)
         saved = os.path.join(staging, "model")
         tf.saved_model.save(module, saved, signatures={
             "serving_default": module.serve_images, "serving_bytes": module.serve_bytes,
         })
-        if os.path.exists(final):  # overwrite: move the old version aside first
-            old = tempfile.mkdtemp(prefix=f".old-{version}-", dir=export_dir)
-            os.rename(final, os.path.join(old, "model"))
-            os.rename(saved, final)
-            shutil.rmtree(old)
-        else:
-            os.rename(saved, final)
+        if tf.io.gfile.exists(final):  # overwrite: move the old version aside first
+            _move_folder(final, os.path.join(staging, "old"))
+        _move_folder(saved, final)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if tf.io.gfile.exists(staging):
+            tf.io.gfile.rmtree(staging)
     return final
+
+
+def _move_folder(source: str, destination: str) -> None:
+    """Rename a folder: atomic on a local file system. Object stores (gs://, s3://) have no
+    folders to rename, so their files move one by one, saved_model.pb last: a server that
+    polls the folder finds no model until every file it needs is there."""
+    if run_dir_lib.is_local(source):
+        os.rename(source, destination)
+        return
+    files = [os.path.join(root, name) for root, _, names in tf.io.gfile.walk(source) for name in names]
+    files.sort(key=lambda path: os.path.basename(path) == "saved_model.pb")
+    for path in files:
+        target = os.path.join(destination, os.path.relpath(path, source))
+        tf.io.gfile.makedirs(os.path.dirname(target))
+        tf.io.gfile.rename(path, target, overwrite=True)
+    tf.io.gfile.rmtree(source)
 
 
 def export_metadata(config: config_lib.RunConfig, step: int) -> dict:
@@ -126,8 +131,8 @@ def export_metadata(config: config_lib.RunConfig, step: int) -> dict:
 
 def checkpoint_path(run_dir: str, step: int | None = None) -> str:
     """The checkpoint prefix of a run (its latest, or that of `step`), or a clear error."""
-    folder = os.path.join(run_dir, "checkpoints")
-    if not os.path.isdir(folder):
+    folder = os.path.join(run_dir, run_dir_lib.CHECKPOINTS)
+    if not tf.io.gfile.isdir(folder):
         raise ExportError(f"no checkpoints folder in {run_dir}: is it a training run's --output_dir?")
     if step is None:
         latest = tf.train.latest_checkpoint(folder)
@@ -147,12 +152,12 @@ def checkpoint_path(run_dir: str, step: int | None = None) -> str:
 def export_run(run_dir: str, export_dir: str, step: int | None = None, version: int | None = None,
                overwrite: bool = False) -> str:
     """Export a training run's checkpoint; returns the version folder."""
-    config_file = os.path.join(run_dir, "config.json")
-    if not os.path.isfile(config_file):
-        raise ExportError(f"{config_file} not found: is {run_dir} a training run's --output_dir?")
-    config = config_lib.load_config(config_file)
+    try:
+        config = run_dir_lib.load_config(run_dir)
+    except run_dir_lib.RunDirError as e:
+        raise ExportError(str(e)) from None
     path = checkpoint_path(run_dir, step)
-    model = model_from_config(config)
+    model = model_lib.build_run_model(config, backbone_weights="none")
     step_var = tf.Variable(0, dtype=tf.int64)
     try:
         tf.train.Checkpoint(model=model, step=step_var).read(path).expect_partial() \

@@ -203,3 +203,16 @@ def head_variables(model: keras.Model) -> list:
     return [
         v for layer in model.layers if layer.name not in backbone_names for v in layer.trainable_weights
     ]
+
+
+def build_run_model(config, backbone_weights: str | None = None) -> keras.Model:
+    """The model a run's config (a `config.RunConfig`) describes: the one builder of training,
+    export and evaluation. `backbone_weights="none"` leaves the weights to a checkpoint."""
+    m, d = config.model, config.data
+    return build_model(
+        (d.image_height, d.image_width, 3), backbone=m.backbone,
+        backbone_weights=m.backbone_weights if backbone_weights is None else backbone_weights,
+        pooling=m.pooling, head=m.head, embedding_dim=m.embedding_dim,
+        output_activation=m.output_activation, dropout=m.dropout, head_init=m.head_init,
+        head_init_stddev=m.head_init_stddev, trainable=m.trainable, seed=config.train.seed,
+    )

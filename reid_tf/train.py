@@ -7,14 +7,13 @@ validation appended to validation.jsonl; a SavedModel export at the end.
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging as std_logging
 import math
 import os
 import signal
 import sys
 import time
-from collections.abc import Callable
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's C++ start-up chatter off the console
 
@@ -24,7 +23,7 @@ import tensorflow as tf  # noqa: E402
 from absl import app, logging  # noqa: E402
 
 from reid_tf import config as config_lib
-from reid_tf import data, datasets, evaluate, export, synthetic
+from reid_tf import data, datasets, distribute, evaluate, export, run_dir
 from reid_tf import model as model_lib
 from reid_tf.datasets import DatasetError
 from reid_tf.losses import batch_hard_triplet_loss, batch_stats
@@ -34,93 +33,29 @@ class TrainingError(RuntimeError):
     """A run that cannot go on; the message is one line saying why and what to do."""
 
 
-# ---------------------------------------------------------------------------- data
-
-
-def synthetic_cache_dir(num_ids: int) -> str:
-    """Where the generated synthetic dataset lives between runs."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "reid_tf", f"synthetic-v1-{num_ids}ids")
-
-
-def ensure_synthetic(folder: str, num_ids: int) -> None:
-    """Generate the synthetic dataset into `folder` unless it is already complete there."""
-    done = os.path.join(folder, ".complete")
-    if os.path.exists(done):
-        return
-    logging.info("generating the synthetic dataset (%d identities) in %s", num_ids, folder)
-    synthetic.make_synthetic_market(folder, num_ids=num_ids, seed=0)
-    with open(done, "w") as f:
-        f.write("ok\n")
-
-
-def load_training_records(cfg: config_lib.DataConfig) -> list[datasets.Record]:
-    """The training records of the configured dataset, unreadable images left out."""
-    if cfg.dataset == "csv":
-        if not cfg.train_csv:
-            raise DatasetError("--dataset=csv needs --train_csv=FILE (rows 'pid,path[,camid]')")
-        records = datasets.load_csv(cfg.train_csv, cfg.data_dir)
-    else:
-        folder = cfg.data_dir
-        if cfg.dataset == "synthetic":
-            folder = folder or synthetic_cache_dir(cfg.synthetic_ids)
-            ensure_synthetic(folder, cfg.synthetic_ids)
-        elif not folder:
-            raise DatasetError(f"--dataset={cfg.dataset} needs --data_dir=FOLDER")
-        records = datasets.load_market1501(folder)["train"]
-    if not records:
-        raise DatasetError(f"no training images found for --dataset={cfg.dataset} in {cfg.data_dir!r}")
-    return datasets.drop_unreadable(records)
-
-
-def split_records(records: list[datasets.Record], cfg: config_lib.DataConfig, seed: int) -> dict:
-    """Train records (relabelled) and the validation / train-subset query-gallery sets."""
-    train, val_query, val_gallery = datasets.split_validation(records, cfg.valid_ids, seed)
-    subset = datasets.subset_ids(train, cfg.train_eval_ids, seed) if cfg.train_eval_ids else []
-    train_query, train_gallery = datasets.query_gallery_split(subset, seed)
-    return {
-        "train": datasets.relabel(train),
-        "valid": _cameras_for_unknown(val_query, val_gallery),
-        "train_eval": _cameras_for_unknown(train_query, train_gallery),
-    }
-
-
-def _cameras_for_unknown(query, gallery):
-    """Without cameras (a CSV list without camid), every other image of the identity is a match:
-    query and gallery get different pseudo cameras so the same-camera rule removes nothing."""
-    if any(r.camid != -1 for r in query + gallery):
-        return query, gallery
-    return [r._replace(camid=0) for r in query], [r._replace(camid=1) for r in gallery]
-
-
 # ---------------------------------------------------------------------------- model and step
 
 
-def choose_strategy() -> tf.distribute.Strategy:
-    """All GPUs of this machine (MirroredStrategy), several machines with TF_CONFIG, else one device."""
-    if os.environ.get("TF_CONFIG"):
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    gpus = tf.config.list_logical_devices("GPU")
-    if len(gpus) > 1:
-        return tf.distribute.MirroredStrategy()
-    return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
+class SummedGradientsAdam(keras.optimizers.Adam):
+    """Adam for gradients the step has already summed over replicas.
 
+    Keras' LossScaleOptimizer applies its inner optimiser inside a cross-replica cond, where the
+    inner optimiser's own gradient all-reduce mismatches shapes under MirroredStrategy (Keras
+    3.x). So the step all-reduces the gradients itself, before the loss-scale check (which then
+    agrees on every replica), and the optimiser reduces nothing more. The two-replica tests
+    would catch a double reduction (the gradient times the replica count).
+    """
 
-def build_run_model(config: config_lib.RunConfig) -> keras.Model:
-    m, d = config.model, config.data
-    return model_lib.build_model(
-        (d.image_height, d.image_width, 3), backbone=m.backbone, backbone_weights=m.backbone_weights,
-        pooling=m.pooling, head=m.head, embedding_dim=m.embedding_dim,
-        output_activation=m.output_activation, dropout=m.dropout, head_init=m.head_init,
-        head_init_stddev=m.head_init_stddev, trainable=m.trainable, seed=config.train.seed,
-    )
+    def _all_reduce_sum_gradients(self, grads_and_vars):
+        return list(grads_and_vars)
 
 
 def build_optimizer(cfg: config_lib.OptimizerConfig, mixed_precision: str) -> keras.optimizers.Optimizer:
+    """Adam with exponential decay; loss scaling under float16. Give it summed gradients."""
     schedule = keras.optimizers.schedules.ExponentialDecay(
         cfg.initial_learning_rate, cfg.decay_steps, cfg.decay_rate, staircase=cfg.staircase
     )
-    optimizer = keras.optimizers.Adam(schedule)
+    optimizer = SummedGradientsAdam(schedule, name="adam")
     if mixed_precision == "float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
@@ -139,14 +74,16 @@ def make_train_step(
             embeddings = model(images, training=True)
             # Batch-hard mining needs the whole batch: gather every replica's share.
             all_embeddings = ctx.all_gather(embeddings, axis=0)
-            all_pids = ctx.all_gather(pids, axis=0)
+            # tf.identity places the iterator's tensor on the replica's device: the multi-worker
+            # all_gather refuses a tensor without one ("destinations can not be empty").
+            all_pids = ctx.all_gather(tf.identity(pids), axis=0)
             loss = batch_hard_triplet_loss(all_embeddings, all_pids, margin, loss_cfg.mining)
-            # Each replica holds the global loss and the optimiser sums the replicas' gradients.
+            # Each replica holds the global loss; the sum of the replicas' gradients is its gradient.
             scaled = loss / ctx.num_replicas_in_sync
             if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
                 scaled = optimizer.scale_loss(scaled)
         variables = model.trainable_variables
-        grads = tape.gradient(scaled, variables)
+        grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, tape.gradient(scaled, variables))
         # A NaN step spoils the weights in memory only: the loop stops before any save.
         optimizer.apply_gradients(zip(grads, variables))
         return loss, batch_stats(all_embeddings, all_pids, margin)
@@ -167,30 +104,13 @@ def make_train_step(
     return train_step
 
 
-# ---------------------------------------------------------------------------- run folder
-
-
-def prepare_output_dir(output_dir: str, config: config_lib.RunConfig, flags_text: str | None) -> None:
-    """Write config.json (and flags.cfg); refuse a folder whose saved configuration differs."""
-    os.makedirs(output_dir, exist_ok=True)
-    path = os.path.join(output_dir, "config.json")
-    if os.path.exists(path):
-        diffs = config_lib.config_differences(config_lib.load_config(path), config)
-        if diffs:
-            raise TrainingError(
-                f"{output_dir} holds a run with another configuration ({'; '.join(diffs[:4])}):"
-                " use a new --output_dir, or the same flags to resume"
-            )
-    config_lib.save_config(config, path)
-    if flags_text is not None:
-        with open(os.path.join(output_dir, "flags.cfg"), "w", encoding="utf-8") as f:
-            f.write(flags_text)
+# ---------------------------------------------------------------------------- start and stop
 
 
 def warm_start(model: keras.Model, init_checkpoint: str) -> str:
     """Load only the model's weights from another run (folder or checkpoint prefix)."""
     path = init_checkpoint
-    if os.path.isdir(path):
+    if tf.io.gfile.isdir(path):
         in_run = tf.train.latest_checkpoint(os.path.join(path, "checkpoints"))
         path = in_run or tf.train.latest_checkpoint(path)
     if not path or not tf.io.gfile.exists(path + ".index"):
@@ -227,91 +147,90 @@ class _StopSignal:
             signal.signal(sig, handler)
 
 
-# ---------------------------------------------------------------------------- validation
-
-
-def validate(embed: Callable[[tf.Tensor], tf.Tensor], splits: dict, config: config_lib.RunConfig,
-             step: int) -> dict:
-    """mAP and rank-1 on held-out identities and on a subset of training identities."""
-    d = config.data
-    result = {"step": int(step)}
-    for prefix, (query, gallery) in (("", splits["valid"]), ("train_", splits["train_eval"])):
-        if not query or not gallery:
-            continue
-        q = evaluate.embed_records(embed, query, d.image_height, d.image_width)
-        g = evaluate.embed_records(embed, gallery, d.image_height, d.image_width)
-        try:
-            scores = evaluate.score(q[0], g[0], q[1], g[1], q[2], g[2],
-                                    rerank_too=config.train.eval_rerank and not prefix)
-        except evaluate.metrics.MetricsError as e:
-            logging.warning("%svalidation skipped: %s", prefix or "", e)
-            continue
-        for key in ("mAP", "rank1", "mINP", "mAP_rerank", "rank1_rerank"):
-            if key in scores:
-                result[prefix + key] = round(scores[key], 6)
-    return result
-
-
 # ---------------------------------------------------------------------------- the loop
 
 
 def run(config: config_lib.RunConfig, output_dir: str, flags_text: str | None = None,
         strategy: tf.distribute.Strategy | None = None) -> dict:
-    """Train as configured into output_dir (resuming it if it holds a run); returns a summary."""
-    t = config.train
-    if t.mixed_precision != "none":
-        keras.mixed_precision.set_global_policy(f"mixed_{t.mixed_precision}")
-    try:
-        return _run(config, output_dir, flags_text, strategy or choose_strategy())
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
+    """Train as configured into output_dir (resuming it if it holds a run); returns a summary.
 
-
-def _run(config, output_dir, flags_text, strategy) -> dict:
+    Under several workers every worker calls this with the same config; the chief alone writes
+    the run folder and holds its lock.
+    """
     t, d = config.train, config.data
     if d.image_num_every_id < 2:
         raise TrainingError(
             f"--image_num_every_id={d.image_num_every_id}: batch-hard mining needs K >= 2 images per"
             " identity in a batch, or no anchor has a positive"
         )
-    prepare_output_dir(output_dir, config, flags_text)
-    keras.utils.set_random_seed(t.seed)  # weights, dropout: a run is repeatable from its seed
-    splits = split_records(load_training_records(d), d, t.seed)
-    replicas = strategy.num_replicas_in_sync
-    batch = d.return_id_num * d.image_num_every_id
-    if batch % replicas:
-        raise TrainingError(f"the batch P*K={batch} does not split over {replicas} replicas")
+    if t.mixed_precision != "none":
+        keras.mixed_precision.set_global_policy(f"mixed_{t.mixed_precision}")
+    try:
+        strategy = strategy or distribute.choose_strategy()
+        batch = d.return_id_num * d.image_num_every_id
+        if batch % strategy.num_replicas_in_sync:
+            raise TrainingError(f"the batch P*K={batch} does not split over"
+                                f" {strategy.num_replicas_in_sync} replicas")
+        distribute.check_same_config(strategy, config_lib.guarded_settings(config))
+        role = distribute.role_of(strategy)
+        with run_dir.RunLock(output_dir) if role.is_chief else contextlib.nullcontext():
+            if role.is_chief:
+                run_dir.prepare(output_dir, config, flags_text)
+            return _train(config, output_dir, strategy, role)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
 
+
+def _train(config: config_lib.RunConfig, output_dir: str, strategy: tf.distribute.Strategy,
+           role: distribute.Role) -> dict:
+    t, d = config.train, config.data
+    keras.utils.set_random_seed(t.seed)  # weights, dropout: a run is repeatable from its seed
+    splits = datasets.split_records(datasets.load_training_records(d), d, t.seed)
+    batch = d.return_id_num * d.image_num_every_id
     with strategy.scope():
-        model = build_run_model(config)
+        model = model_lib.build_run_model(config)
         optimizer = build_optimizer(config.optimizer, t.mixed_precision)
         optimizer.build(model.trainable_variables)
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step)
-    manager = tf.train.CheckpointManager(checkpoint, os.path.join(output_dir, "checkpoints"),
-                                         max_to_keep=5)
-    if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        logging.info("resumed from %s at step %d", manager.latest_checkpoint, int(step))
+    run_checkpoints = os.path.join(output_dir, run_dir.CHECKPOINTS)
+    checkpoint_dir = distribute.CheckpointDir(run_checkpoints, role)
+    manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir.path, max_to_keep=5)
+    latest = tf.train.latest_checkpoint(run_checkpoints)  # every worker resumes from the chief's
+    if latest:
+        checkpoint.restore(latest).assert_existing_objects_matched()
+        logging.info("resumed from %s at step %d", latest, int(step.numpy()))
     elif t.init_checkpoint:
         logging.info("warm start from %s", warm_start(model, t.init_checkpoint))
-    start = int(step)
+    start = int(step.numpy())
 
-    # A resumed run continues with fresh batches: the stream's seed includes the start step.
-    dataset = data.train_dataset(splits["train"], d.return_id_num, d.image_num_every_id,
-                                 d.image_height, d.image_width, d.augment, seed=t.seed + 7919 * start)
-    iterator = iter(strategy.experimental_distribute_dataset(dataset))
+    def save(at_step):
+        nonlocal latest
+        latest = manager.save(checkpoint_number=at_step)  # a collective: every worker saves
+        checkpoint_dir.after_save()
+
+    def dataset_fn(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
+        # Each worker decodes only its slice of every global batch; a resumed run continues
+        # with fresh batches, since the stream's seed includes the start step.
+        return data.train_dataset(
+            splits["train"], d.return_id_num, d.image_num_every_id, d.image_height, d.image_width,
+            d.augment, seed=t.seed + 7919 * start, num_shards=ctx.num_input_pipelines,
+            shard=ctx.input_pipeline_id, batch_size=ctx.get_per_replica_batch_size(batch))
+
+    iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
     train_step = make_train_step(model, optimizer, strategy, config.loss, t.jit_compile)
-    writers = {k: tf.summary.create_file_writer(os.path.join(output_dir, "tensorboard", k))
-               for k in ("train", "validation")}
-    history_path = os.path.join(output_dir, "validation.jsonl")
-    best = _best(read_validations(history_path))
-
+    writers = {k: tf.summary.create_file_writer(os.path.join(output_dir, run_dir.TENSORBOARD, k))
+               if role.is_chief else tf.summary.create_noop_writer() for k in ("train", "validation")}
+    history_path = os.path.join(output_dir, run_dir.VALIDATIONS)
+    best = _best(run_dir.repair_validations(history_path, start)) if role.is_chief else None
     embed = evaluate.keras_embed_fn(model)
 
     def run_validation(at_step):
         nonlocal best
-        result = validate(embed, splits, config, at_step)
+        if not role.is_chief:
+            return None
+        result = evaluate.validate(embed, splits, d.image_height, d.image_width, at_step,
+                                   t.eval_rerank)
         with writers["validation"].as_default():
             for key, value in result.items():
                 if key != "step":
@@ -320,27 +239,28 @@ def _run(config, output_dir, flags_text, strategy) -> dict:
             best = {"mAP": result["mAP"], "step": at_step}
         if best:
             result.update(best_mAP=best["mAP"], best_step=best["step"])
-        with open(history_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(result) + "\n")
+        run_dir.append_validation(history_path, result)
         logging.info("validation at step %d: %s", at_step, ", ".join(
             f"{k} {v:.4f}" for k, v in result.items() if k not in ("step", "best_step", "best_mAP")))
         return result
 
     if start == 0 and t.eval_before_training:
         run_validation(0)
-    logging.info("training %s from step %d to %d on %d replica(s), batch %d (P=%d x K=%d)",
-                 model.name, start, t.max_steps, replicas, batch, d.return_id_num, d.image_num_every_id)
+    logging.info("training %s from step %d to %d on %d replica(s) of %d worker(s), batch %d"
+                 " (P=%d x K=%d)", model.name, start, t.max_steps, strategy.num_replicas_in_sync,
+                 role.num_workers, batch, d.return_id_num, d.image_num_every_id)
+    any_worker = distribute.make_any_worker(strategy)
     current, last, window_start, window_steps = start, None, time.time(), 0
-    with _StopSignal() as stop:
+    with _StopSignal() as stop, contextlib.closing(checkpoint_dir):
         while current < t.max_steps:
             loss, stats = train_step(iterator)
             loss = float(loss)
             if not math.isfinite(loss):
                 raise TrainingError(
                     f"the loss became {loss} at step {current + 1}: training stopped; the last good"
-                    f" checkpoint {manager.latest_checkpoint or '(none yet)'} is kept"
+                    f" checkpoint {latest or '(none yet)'} is kept"
                 )
-            current = int(step.assign_add(1))
+            current = int(step.assign_add(1).numpy())
             window_steps += 1
             if current % t.log_every == 0 or current == t.max_steps:
                 elapsed = time.time() - window_start
@@ -357,34 +277,42 @@ def _run(config, output_dir, flags_text, strategy) -> dict:
                         tf.summary.scalar(key, value, step=current)
                 window_start, window_steps = time.time(), 0
             if current % t.checkpoint_every == 0:
-                manager.save(checkpoint_number=current)
+                save(current)
             if current % t.eval_every == 0:
                 last = run_validation(current)
-            if stop.received:
-                manager.save(checkpoint_number=current)
-                logging.info("%s: saved step %d, stopping", stop.received, current)
-                return {"step": current, "stopped_by": stop.received, "best": best}
+            # Every worker stops at the same step, or the others would wait in a collective.
+            if any_worker(stop.received is not None):
+                if not latest or not latest.endswith(f"-{current}"):
+                    save(current)
+                reason = stop.received or "a signal to another worker"
+                logging.info("%s: saved step %d, stopping", reason, current)
+                return {"step": current, "stopped_by": reason, "best": best}
 
-    if manager.latest_checkpoint is None or not manager.latest_checkpoint.endswith(f"-{current}"):
-        manager.save(checkpoint_number=current)
-    if last is None:  # a finished run started again has nothing new to score
-        previous = read_validations(history_path)[-1:]
-        last = previous[0] if previous and previous[0]["step"] == current else None
-    final = last if last is not None and last["step"] == current else run_validation(current)
-    exported = export.export_saved_model(model, config, os.path.join(output_dir, "export"),
-                                         current, current, overwrite=True)
-    logging.info("exported %s", exported)
+        # The end: a SIGTERM from here on lets the checkpoint, validation and export finish.
+        if not latest or not latest.endswith(f"-{current}"):
+            save(current)
+        if not role.is_chief:
+            return {"step": current, "final": None, "best": None, "export": None}
+        if last is None:  # a finished run started again has nothing new to score
+            previous = run_dir.read_validations(history_path)[-1:]
+            last = previous[0] if previous and previous[0]["step"] == current else None
+        final = last if last is not None and last["step"] == current else run_validation(current)
+        exported = _export_final(model, config, output_dir, current)
     if best:
         logging.info("best validation mAP %.4f at step %d", best["mAP"], best["step"])
     return {"step": current, "final": final, "best": best, "export": exported}
 
 
-def read_validations(path: str) -> list[dict]:
-    """The rows of a run's validation.jsonl, oldest first (none if it does not exist yet)."""
-    if not os.path.exists(path):
-        return []
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+def _export_final(model: keras.Model, config: config_lib.RunConfig, output_dir: str, step: int) -> str:
+    """export/<step>/ of the final step; a finished run started again leaves its export alone."""
+    export_dir = os.path.join(output_dir, run_dir.EXPORT)
+    existing = os.path.join(export_dir, str(step))
+    if tf.io.gfile.exists(os.path.join(existing, "saved_model.pb")):
+        logging.info("%s exists (this run already finished): left as it is", existing)
+        return existing
+    exported = export.export_saved_model(model, config, export_dir, step, step)
+    logging.info("exported %s", exported)
+    return exported
 
 
 def _best(rows: list[dict]) -> dict | None:
@@ -412,9 +340,10 @@ def main(argv):
     output_dir = reid_flags.FLAGS.output_dir
     try:
         summary = run(config, output_dir, reid_flags.train_flags_file())
-    except (TrainingError, DatasetError, model_lib.WeightsUnavailableError, export.ExportError) as e:
+    except (TrainingError, DatasetError, model_lib.WeightsUnavailableError, export.ExportError,
+            run_dir.RunDirError, distribute.DistributionError) as e:
         sys.exit(f"error: {e}")
-    first = next(iter(read_validations(os.path.join(output_dir, "validation.jsonl"))), None)
+    first = next(iter(run_dir.read_validations(os.path.join(output_dir, run_dir.VALIDATIONS))), None)
     if first and summary.get("final") and first["step"] == 0:
         print(f"validation mAP before training {first['mAP']:.3f}, after {summary['final']['mAP']:.3f}"
               f" (rank-1 {first.get('rank1', 0):.3f} -> {summary['final'].get('rank1', 0):.3f})")

@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from reid_tf import config as C
 from reid_tf import datasets, evaluate, export
+from reid_tf import model as model_lib
 from reid_tf.metrics import MetricsError, evaluate_rank
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -91,7 +92,7 @@ def test_tool_on_a_features_file(tmp_path):
 def test_tool_on_an_exported_model(market_dir, tmp_path):
     config = C.RunConfig(data=C.DataConfig(image_height=64, image_width=32),
                          model=C.ModelConfig(backbone="small", backbone_weights="none"))
-    model = export.model_from_config(config)
+    model = model_lib.build_run_model(config, "none")
     path = export.export_saved_model(model, config, str(tmp_path / "export"), 1, 0)
     proc = run_tool(f"--saved_model={path}", f"--data_dir={market_dir}", "--flip",
                     f"--plot_dir={tmp_path / 'plots'}", "--plot_queries=2",

@@ -8,8 +8,9 @@ import pytest
 import tensorflow as tf
 from test_train import tiny_config
 
-from reid_tf import config as C
 from reid_tf import datasets, evaluate, export, train
+from reid_tf import model as model_lib
+from reid_tf import run_dir as run_dir_lib
 
 LOAD_WITHOUT_REID_TF = r"""
 import sys
@@ -40,8 +41,8 @@ def run_dir(market_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained(run_dir):
-    config = C.load_config(os.path.join(run_dir, "config.json"))
-    model = export.model_from_config(config)
+    config = run_dir_lib.load_config(run_dir)
+    model = model_lib.build_run_model(config, "none")
     tf.train.Checkpoint(model=model).read(export.checkpoint_path(run_dir)).expect_partial()
     return config, model
 

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from reid_tf import flags as reid_flags
-from reid_tf import train
+from reid_tf import model as model_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGFILES = sorted(os.path.basename(p) for p in glob.glob(os.path.join(REPO, "flags", "*.cfg")))
@@ -41,7 +41,7 @@ def test_every_log_row_has_a_flagfile():
 def test_flagfile_parses_and_builds(parse, name):
     config = parse(f"--flagfile=flags/{name}", "--backbone_weights=none", "--image_height=64",
                    "--image_width=32")
-    model = train.build_run_model(config)
+    model = model_lib.build_run_model(config)
     out = model(tf.zeros([2, 64, 32, 3]), training=False)
     assert out.shape == (2, config.model.embedding_dim)
     if name in LOG_ROWS:  # the log's common settings

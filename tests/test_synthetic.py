@@ -6,6 +6,7 @@ import numpy as np
 
 from reid_tf import config as C
 from reid_tf import datasets, evaluate, synthetic, train
+from reid_tf import model as model_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -79,7 +80,7 @@ def test_untrained_scores_low_and_training_learns(tmp_path):
 
     train.make_train_step, original = spy, train.make_train_step
     try:
-        before_model = train.build_run_model(config)
+        before_model = model_lib.build_run_model(config)
         before = test_map(before_model)
         train.run(config, str(tmp_path / "run"))
     finally:
