@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 from reid_tf import config as C
+from reid_tf import model as model_lib
 from reid_tf import run_dir, train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -203,3 +204,17 @@ def test_kill_9_then_the_same_command_resumes(market_dir, tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"at step {saved[-1]}" in resumed.stderr  # "resumed from .../ckpt-N at step N"
     assert checkpoint_steps(str(out))[-1] == saved[-1] + 2
+
+
+def test_a_failed_start_does_not_block_its_fix(market_dir, tmp_path):
+    """Until a checkpoint exists the folder holds no run: the corrected command replaces it."""
+    out = str(tmp_path / "run")
+    config = tiny_config(market_dir, max_steps=1)
+    missing = str(tmp_path / "missing.weights.h5")
+    bad = dataclasses.replace(config, model=dataclasses.replace(config.model, backbone_weights=missing))
+    with pytest.raises(model_lib.WeightsUnavailableError, match="not found"):
+        train.run(bad, out)
+    assert run_dir.load_config(out).model.backbone_weights == missing  # the failed start's config
+    assert train.run(config, out)["step"] == 1
+    with pytest.raises(run_dir.RunDirError, match="another configuration"):  # now it holds a run
+        train.run(with_train(bad, max_steps=2), out)
