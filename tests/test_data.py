@@ -116,7 +116,7 @@ def test_decode_grayscale_png_and_jpeg_to_rgb(tmp_path):
 def test_small_identities_are_reported(caplog):
     import logging
 
-    with caplog.at_level(logging.INFO):
+    with caplog.at_level(logging.INFO, logger="absl"):
         data.pk_index_batches([0, 1, 1, 2, 2, 2], 2, 3, seed=0)
     assert "2 of 3 identities have fewer than K=3 images" in caplog.text
 
