@@ -17,12 +17,11 @@ setup(
         "scipy",
         "absl-py",
         "pillow",
+        "matplotlib",  # tools/eval.py --plot_dir, the CMC curve and retrieval pictures
     ],
     extras_require={
-        # CMC curves in tools/eval.py --plot_dir.
-        "plot": ["matplotlib"],
         # gRPC client of tools/serving_client.py.
         "serving": ["tensorflow-serving-api"],
-        "test": ["pytest", "ruff", "matplotlib", "tensorflow-serving-api"],
+        "test": ["pytest", "ruff", "tensorflow-serving-api"],
     },
 )

@@ -109,8 +109,15 @@ def _summary(result: dict, suffix: str) -> dict:
 
 
 def load_features(path: str) -> dict:
-    """The arrays of a features .npz, with one clear error for a missing key."""
-    with np.load(path) as f:
+    """The arrays of a features .npz, with one clear error for a missing key or another file."""
+    what = f"a features .npz holds the arrays {', '.join(FEATURE_KEYS)} (tools/eval.py --save_features)"
+    try:
+        f = np.load(path, allow_pickle=False)
+    except ValueError:  # not an .npz or .npy: numpy would suggest unpickling it
+        raise metrics.MetricsError(f"{path} is not a features file: {what}") from None
+    if not isinstance(f, np.lib.npyio.NpzFile):
+        raise metrics.MetricsError(f"{path} is a single array, not a features file: {what}")
+    with f:
         missing = [k for k in FEATURE_KEYS if k not in f]
         if missing:
             raise metrics.MetricsError(f"{path} lacks {', '.join(missing)}; needs {', '.join(FEATURE_KEYS)}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import keras
 import tensorflow as tf
@@ -113,9 +114,11 @@ def build_backbone(name: str, weights: str, input_shape: tuple[int, int, int]) -
         except Exception as e:  # noqa: BLE001 - Keras raises plain Exception on a failed download
             if not imagenet:
                 raise
+            url = re.search(r"https?://\S+?\.h5", str(e))
+            source = f" from {url.group(0)}" if url else f" ({str(e).splitlines()[0][:120]})"
             raise WeightsUnavailableError(
-                f"could not download the ImageNet weights of {name} ({str(e).splitlines()[0][:120]});"
-                " offline? use --backbone_weights=none|PATH"
+                f"could not download the ImageNet weights of {name}{source}; offline? use"
+                " --backbone_weights=none|PATH (a .weights.h5 of the backbone: see the README)"
             ) from None
     if weights not in ("imagenet", "none"):
         if not os.path.isfile(weights):

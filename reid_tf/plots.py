@@ -14,7 +14,7 @@ GREEN, RED, GRAY = (0, 170, 0), (220, 0, 0), (128, 128, 128)
 
 
 def plot_cmc(curves: dict[str, Sequence[float]], path: str, max_rank: int = 20) -> None:
-    """CMC curves (label -> cmc array) as a PNG; needs matplotlib (pip install reid_tf[plot])."""
+    """CMC curves (label -> cmc array) as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")

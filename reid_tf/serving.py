@@ -88,9 +88,13 @@ def predict_grpc(images: Sequence[bytes], host: str = "localhost", port: int = 8
                  model_name: str = "reid", signature_name: str = "serving_bytes",
                  timeout: float = 30.0) -> np.ndarray:
     """Embeddings of encoded images from TF Serving's gRPC PredictionService."""
-    import grpc
+    try:
+        import grpc
+        from tensorflow_serving.apis import prediction_service_pb2_grpc
+    except ModuleNotFoundError as e:
+        missing = e.name.split(".")[0]
+        raise ServingError(f'--protocol=grpc needs {missing}: pip install -e ".[serving]"') from None
     import tensorflow as tf
-    from tensorflow_serving.apis import prediction_service_pb2_grpc
 
     options = [("grpc.max_send_message_length", 256 << 20), ("grpc.max_receive_message_length", 256 << 20)]
     with grpc.insecure_channel(f"{host}:{port}", options=options) as channel:

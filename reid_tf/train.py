@@ -15,12 +15,10 @@ import signal
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's C++ start-up chatter off the console
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from absl import app, logging  # noqa: E402
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import app, logging
 
 from reid_tf import config as config_lib
 from reid_tf import data, datasets, distribute, evaluate, export, run_dir

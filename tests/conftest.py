@@ -1,12 +1,8 @@
 """Shared fixtures: a tiny synthetic Market-1501 written once per session to a temp dir."""
 
-import os
+import pytest
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import pytest  # noqa: E402
-
-from reid_tf import synthetic  # noqa: E402
+from reid_tf import synthetic
 
 
 @pytest.fixture(scope="session")

@@ -120,3 +120,15 @@ def test_tool_bad_inputs_give_one_line(tmp_path):
     assert "lacks gallery_features" in proc.stderr.strip().splitlines()[-1]
     proc = run_tool()
     assert proc.stderr.strip().splitlines()[-1].startswith("error: give exactly one of")
+
+
+def test_tool_says_what_a_features_file_must_hold(tmp_path):
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object))  # pickled objects
+    (tmp_path / "notes.txt").write_text("not arrays\n")
+    np.save(tmp_path / "single.npy", np.zeros((3, 4)))
+    for name in ("objects.npy", "notes.txt", "single.npy"):
+        proc = run_tool(f"--features={tmp_path / name}")
+        last = proc.stderr.strip().splitlines()[-1]
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr
+        assert last.startswith(f"error: {tmp_path / name} is ") and "not a features file" in last
+        assert "query_features, gallery_features, query_pids" in last and "pickle" not in last

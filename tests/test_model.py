@@ -92,13 +92,15 @@ def test_preprocessing_inside_the_model():
 def test_offline_imagenet_names_the_flag(monkeypatch, tmp_path):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
 
-    def offline(*args, **kwargs):
-        raise Exception("URL fetch failure on https://example.invalid: None -- no network")
+    def offline(fname, origin=None, *args, **kwargs):  # Keras' own message on a failed download
+        raise Exception(f"URL fetch failure on {origin}: None -- [Errno -3] no network")
 
     monkeypatch.setattr(keras.utils, "get_file", offline)
     monkeypatch.setattr("keras.src.applications.resnet.file_utils.get_file", offline)
-    with pytest.raises(model_lib.WeightsUnavailableError, match=r"--backbone_weights=none\|PATH"):
+    with pytest.raises(model_lib.WeightsUnavailableError, match=r"--backbone_weights=none\|PATH") as e:
         model_lib.build_model(SHAPE, backbone_weights="imagenet")
+    # The whole URL, so that the file can be fetched by hand and passed as PATH.
+    assert "/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5;" in str(e.value)
 
 
 def test_weights_from_a_file(tmp_path):

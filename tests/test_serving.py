@@ -14,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 
 from reid_tf import config as C
 from reid_tf import datasets, export, serving
@@ -163,3 +164,15 @@ def test_live_tensorflow_model_server(exported):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_grpc_without_the_serving_extra_is_one_line(tmp_path):
+    image = tmp_path / "a.png"
+    Image.new("RGB", (32, 64)).save(image)
+    script = ("import runpy, sys; sys.modules['tensorflow_serving'] = None;"  # as if not installed
+              f" sys.argv = ['serving_client.py', '--images={image}', '--protocol=grpc'];"
+              f" runpy.run_path({os.path.join(REPO, 'tools', 'serving_client.py')!r}, run_name='__main__')")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        'error: --protocol=grpc needs tensorflow_serving: pip install -e ".[serving]"')

@@ -51,7 +51,11 @@ def test_end_to_end_writes_everything(market_dir, tmp_path):
     assert rows[-1]["best_step"] == max(rows, key=lambda r: r["mAP"])["step"]
     for kind in ("train", "validation"):
         assert os.listdir(os.path.join(out, "tensorboard", kind))
-    assert os.path.exists(os.path.join(out, "export", "4", "saved_model.pb"))
+    saved_model = os.path.join(out, "export", "4", "saved_model.pb")
+    before = os.stat(saved_model).st_mtime_ns
+    again = train.run(tiny_config(market_dir, eval_before_training=True), out, "--seed=0\n")
+    assert again["step"] == 4 and again["export"] == summary["export"]
+    assert os.stat(saved_model).st_mtime_ns == before  # a finished run's export is left alone
 
 
 def test_resume_continues_with_the_saved_optimizer_state(market_dir, tmp_path, monkeypatch):
@@ -218,3 +222,18 @@ def test_a_failed_start_does_not_block_its_fix(market_dir, tmp_path):
     assert train.run(config, out)["step"] == 1
     with pytest.raises(run_dir.RunDirError, match="another configuration"):  # now it holds a run
         train.run(with_train(bad, max_steps=2), out)
+
+
+def test_a_cpu_only_console_has_no_cuda_error_line(market_dir, tmp_path):
+    if os.path.exists("/proc/driver/nvidia"):
+        pytest.skip("this machine has NVIDIA's driver")
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # as a user has it
+    proc = subprocess.run(
+        [sys.executable, "-m", "reid_tf.train", "--dataset=market1501", f"--data_dir={market_dir}",
+         "--image_height=64", "--image_width=32", "--backbone=small", "--backbone_weights=none",
+         "--return_id_num=4", "--image_num_every_id=2", "--valid_ids=2", "--train_eval_ids=2",
+         "--max_steps=1", f"--output_dir={tmp_path / 'run'}"],
+        capture_output=True, text=True, timeout=300, cwd=REPO, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "cuInit" not in proc.stderr and "CUDA error" not in proc.stderr
+    assert not [line for line in proc.stderr.splitlines() if line.startswith("E0000")]
