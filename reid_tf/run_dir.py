@@ -118,8 +118,9 @@ def prepare(output_dir: str, config: config_lib.RunConfig, flags_text: str | Non
 # ---------------------------------------------------------------------------- validation.jsonl
 
 
-def _parse_lines(path: str, text: str) -> tuple[list[dict], list[int]]:
-    rows, bad = [], []
+def _parse_lines(path: str, text: str, action: str) -> list[dict]:
+    """The readable rows of validation.jsonl text; each unreadable line is named in one line."""
+    rows = []
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
@@ -129,8 +130,8 @@ def _parse_lines(path: str, text: str) -> tuple[list[dict], list[int]]:
                 raise ValueError("no step")
             rows.append(row)
         except ValueError:
-            bad.append(number)
-    return rows, bad
+            logging.warning("%s:%d: unreadable line %s (a run killed mid-write?)", path, number, action)
+    return rows
 
 
 def read_validations(path: str) -> list[dict]:
@@ -138,10 +139,7 @@ def read_validations(path: str) -> list[dict]:
     text = read_text(path)
     if text is None:
         return []
-    rows, bad = _parse_lines(path, text)
-    for number in bad:
-        logging.warning("%s:%d: unreadable line skipped (a run killed mid-write?)", path, number)
-    return rows
+    return _parse_lines(path, text, "skipped")
 
 
 def repair_validations(path: str, resume_step: int) -> list[dict]:
@@ -154,14 +152,12 @@ def repair_validations(path: str, resume_step: int) -> list[dict]:
     text = read_text(path)
     if text is None:
         return []
-    rows, bad = _parse_lines(path, text)
-    for number in bad:
-        logging.warning("%s:%d: unreadable line cut (a run killed mid-write?)", path, number)
+    rows = _parse_lines(path, text, "cut")
     kept = [r for r in rows if r["step"] < resume_step or 0 < r["step"] == resume_step]
     if len(kept) < len(rows):
         logging.warning("%s: %d row(s) after step %d dropped: the run resumes from step %d",
                         path, len(rows) - len(kept), resume_step, resume_step)
-    if bad or len(kept) < len(rows):
+    if kept != rows or text.count("\n") != len(rows) or (text and not text.endswith("\n")):
         write_atomic(path, "".join(json.dumps(r) + "\n" for r in kept))
     return kept
 
