@@ -75,6 +75,41 @@ def decode_image(contents: tf.Tensor) -> tf.Tensor:
     return tf.cast(image, tf.float32)
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def checked_image_bytes(contents: tf.Tensor, max_pixels: int) -> tf.Tensor:
+    """`contents` once its header shows a JPEG or PNG of 1 to max_pixels pixels, else an error.
+
+    The size comes from the header alone (JPEG's SOF via extract_jpeg_shape, PNG's IHDR), so a
+    small file that claims a huge image (a decompression bomb) is refused before any decoding.
+    """
+    head = tf.strings.substr(contents, 0, 24) + b"\0" * 24  # padded: substr past the end fails
+    is_png = tf.equal(tf.strings.substr(head, 0, 8), PNG_SIGNATURE)
+    is_png = is_png & (tf.strings.length(contents) >= 24) & tf.equal(tf.strings.substr(head, 12, 4), b"IHDR")
+    is_jpeg = tf.io.is_jpeg(contents) & tf.logical_not(is_png)
+    known = [tf.debugging.Assert(tf.strings.length(contents) > 0, ["image_bytes: an empty string"]),
+             tf.debugging.Assert(is_png | is_jpeg, ["image_bytes: not a JPEG or PNG image"])]
+    with tf.control_dependencies(known):
+        def png_size():  # IHDR: width, then height, 4 bytes each, big-endian
+            raw = tf.cast(tf.io.decode_raw(tf.strings.substr(head, 16, 8), tf.uint8), tf.int64)
+            width = raw[0] * 2**24 + raw[1] * 2**16 + raw[2] * 2**8 + raw[3]
+            height = raw[4] * 2**24 + raw[5] * 2**16 + raw[6] * 2**8 + raw[7]
+            return tf.stack([height, width])
+
+        size = tf.cond(is_png, png_size,
+                       lambda: tf.cast(tf.image.extract_jpeg_shape(contents)[:2], tf.int64))
+    height, width = size[0], size[1]
+    checks = [
+        tf.debugging.Assert(height * width > 0, ["image_bytes: an image of 0 width or height"]),
+        tf.debugging.Assert(height * width <= max_pixels, [tf.strings.format(
+            "image_bytes: the header claims {}x{} pixels, over the limit of {}",
+            (width, height, max_pixels))]),
+    ]
+    with tf.control_dependencies(checks):
+        return tf.identity(contents)
+
+
 def resize(image: tf.Tensor, height: int, width: int) -> tf.Tensor:
     """Bilinear resize to exactly (height, width); the one resize of evaluation and serving."""
     return tf.image.resize(image, [height, width], method="bilinear")

@@ -18,6 +18,9 @@ from reid_tf.synthetic import make_synthetic_market
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 JUNK_PID = -1  # Market-1501: "-1" = junk, ignored in evaluation
 DISTRACTOR_PID = 0  # Market-1501: "0000" = distractor, a negative for every query
+# Far above any person crop: an image whose header claims more is refused undecoded (training,
+# evaluation and serving alike), so a small file cannot demand gigabytes.
+MAX_IMAGE_PIXELS = 4096 * 4096
 
 # Market: 0002_c1s1_000451_03.jpg, -1_c1s1_000000_00.jpg; Duke: 0005_c2_f0046985.jpg.
 _NAME_PATTERN = re.compile(r"^(-1|\d+)_c(\d+)")
@@ -122,11 +125,14 @@ def relabel(records: list[Record]) -> list[Record]:
     return [r._replace(pid=mapping[r.pid]) for r in records]
 
 
-def _image_problem(path: str) -> str | None:
+def _image_problem(path: str, max_pixels: int = MAX_IMAGE_PIXELS) -> str | None:
     try:
-        with Image.open(path) as im:
+        with Image.open(path) as im:  # reads the header only
             if im.format not in ("JPEG", "PNG"):
                 return f"{im.format} is not JPEG or PNG"
+            width, height = im.size
+            if width * height > max_pixels:
+                return f"its header claims {width}x{height} pixels, over the limit of {max_pixels}"
             im.load()  # a full decode: catches truncated files that only a header check passes
     except Exception as e:  # noqa: BLE001 - any failure means the image cannot be used
         return str(e).splitlines()[0] if str(e) else type(e).__name__
@@ -134,14 +140,15 @@ def _image_problem(path: str) -> str | None:
 
 
 def drop_unreadable(records: list[Record], threads: int = 8) -> list[Record]:
-    """Records whose image decodes; each unreadable file is reported by path, with a count."""
+    """Records whose image decodes within the pixel limit; each other one is reported by path,
+    with a count."""
     with ThreadPoolExecutor(threads) as pool:
         problems = list(pool.map(_image_problem, [r.path for r in records]))
     bad = [(r.path, p) for r, p in zip(records, problems) if p is not None]
     for path, problem in bad:
         logging.warning("left out unreadable image %s: %s", path, problem)
     if bad:
-        logging.warning("left out %d unreadable image(s) of %d", len(bad), len(records))
+        logging.warning("left out %d unreadable or oversized image(s) of %d", len(bad), len(records))
     return [r for r, p in zip(records, problems) if p is None]
 
 

@@ -19,6 +19,7 @@ from reid_tf import config as config_lib
 from reid_tf import data
 from reid_tf import model as model_lib
 from reid_tf import run_dir as run_dir_lib
+from reid_tf.datasets import MAX_IMAGE_PIXELS
 
 CONFIG_ASSET = "reid_config.json"
 
@@ -27,42 +28,48 @@ class ExportError(RuntimeError):
     """An export that cannot be done; the message names the folder and what to do."""
 
 
+MAX_IMAGES_PER_REQUEST = 256
+
+
 class _ServingModule(tf.Module):
-    def __init__(self, model: keras.Model, height: int, width: int, config_path: str):
+    def __init__(self, model: keras.Model, height: int, width: int, config_path: str,
+                 max_images: int, max_pixels: int):
         super().__init__()
         self.model = model
         self.config_file = tf.saved_model.Asset(config_path)
-        self._height, self._width = height, width
+
+        def at_most(count):  # every request's work is bounded by max_images images
+            return tf.debugging.Assert(count <= max_images, [tf.strings.format(
+                "too many images in one request: {} > the limit of {}", (count, max_images))])
 
         @tf.function(input_signature=[tf.TensorSpec([None, height, width, 3], tf.float32, "images")])
         def serve_images(images):
-            embeddings = tf.cast(self.model(images, training=False), tf.float32)
+            with tf.control_dependencies([at_most(tf.shape(images)[0])]):
+                embeddings = tf.cast(self.model(images, training=False), tf.float32)
             return {
                 "embeddings": embeddings,
                 "embeddings_normalized": tf.math.l2_normalize(embeddings, axis=1),
             }
 
+        def decode(contents):
+            checked = data.checked_image_bytes(contents, max_pixels)
+            return data.load_eval_image(checked, height, width)
+
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, "image_bytes")])
         def serve_bytes(image_bytes):
-            images = tf.map_fn(
-                self._decode, image_bytes,
-                fn_output_signature=tf.TensorSpec([height, width, 3], tf.float32),
-            )
+            with tf.control_dependencies([at_most(tf.size(image_bytes))]):
+                images = tf.map_fn(decode, image_bytes,
+                                   fn_output_signature=tf.TensorSpec([height, width, 3], tf.float32))
             return serve_images(images)
 
         self.serve_images = serve_images
         self.serve_bytes = serve_bytes
 
-    def _decode(self, contents):
-        is_png = tf.equal(tf.strings.substr(contents, 0, 8), b"\x89PNG\r\n\x1a\n")
-        ok = tf.logical_or(tf.io.is_jpeg(contents), is_png)
-        with tf.control_dependencies([tf.debugging.Assert(ok, ["image_bytes: not a JPEG or PNG image"])]):
-            return data.load_eval_image(contents, self._height, self._width)
-
 
 def export_saved_model(
     model: keras.Model, config: config_lib.RunConfig, export_dir: str, version: int,
-    step: int, overwrite: bool = False,
+    step: int, overwrite: bool = False, max_images: int = MAX_IMAGES_PER_REQUEST,
+    max_pixels: int = MAX_IMAGE_PIXELS,
 ) -> str:
     """Write the model as DIR/<version>/ with `serving_default` (pixels) and `serving_bytes`.
 
@@ -81,9 +88,10 @@ def export_saved_model(
     try:
         tf.io.gfile.makedirs(staging)
         config_path = os.path.join(staging, CONFIG_ASSET)
-        run_dir_lib.write_atomic(config_path, json.dumps(export_metadata(config, step), indent=2,
-                                                     sort_keys=True))
-        module = _ServingModule(clone, config.data.image_height, config.data.image_width, config_path)
+        metadata = export_metadata(config, step, max_images, max_pixels)
+        run_dir_lib.write_atomic(config_path, json.dumps(metadata, indent=2, sort_keys=True))
+        module = _ServingModule(clone, config.data.image_height, config.data.image_width, config_path,
+                                max_images, max_pixels)
         saved = os.path.join(staging, "model")
         tf.saved_model.save(module, saved, signatures={
             "serving_default": module.serve_images, "serving_bytes": module.serve_bytes,
@@ -113,9 +121,12 @@ def _move_folder(source: str, destination: str) -> None:
     tf.io.gfile.rmtree(source)
 
 
-def export_metadata(config: config_lib.RunConfig, step: int) -> dict:
+def export_metadata(config: config_lib.RunConfig, step: int, max_images: int = MAX_IMAGES_PER_REQUEST,
+                    max_pixels: int = MAX_IMAGE_PIXELS) -> dict:
     """What a server or client needs to know of the model, stored as an asset."""
     return {
+        "max_images_per_request": int(max_images),
+        "max_image_pixels": int(max_pixels),
         "input_height": config.data.image_height,
         "input_width": config.data.image_width,
         "input": "RGB pixels in [0, 255], float32 (serving_default) or JPEG/PNG bytes (serving_bytes)",
@@ -150,7 +161,8 @@ def checkpoint_path(run_dir: str, step: int | None = None) -> str:
 
 
 def export_run(run_dir: str, export_dir: str, step: int | None = None, version: int | None = None,
-               overwrite: bool = False) -> str:
+               overwrite: bool = False, max_images: int = MAX_IMAGES_PER_REQUEST,
+               max_pixels: int = MAX_IMAGE_PIXELS) -> str:
     """Export a training run's checkpoint; returns the version folder."""
     try:
         config = run_dir_lib.load_config(run_dir)
@@ -166,7 +178,7 @@ def export_run(run_dir: str, export_dir: str, step: int | None = None, version: 
         raise ExportError(f"checkpoint {path} does not fit the run's config: {str(e)[:200]}") from None
     step_value = int(step_var.numpy())
     return export_saved_model(model, config, export_dir, step_value if version is None else version,
-                              step_value, overwrite)
+                              step_value, overwrite, max_images, max_pixels)
 
 
 def main(argv):
@@ -175,7 +187,7 @@ def main(argv):
 
     try:
         path = export_run(FLAGS.output_dir, FLAGS.export_dir, FLAGS.step, FLAGS.version,
-                          FLAGS.overwrite)
+                          FLAGS.overwrite, FLAGS.max_images_per_request, FLAGS.max_image_pixels)
     except ExportError as e:
         sys.exit(f"error: {e}")
     print(f"exported {path}")

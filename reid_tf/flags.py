@@ -136,6 +136,11 @@ def define_export_flags() -> None:
                         required=True)
     flags.DEFINE_integer("version", None, "Version folder name (default: the step).")
     flags.DEFINE_boolean("overwrite", False, "Replace an existing version.")
+    flags.DEFINE_integer("max_images_per_request", 256,
+                         "Images one request may carry; more is refused.", lower_bound=1)
+    flags.DEFINE_integer("max_image_pixels", 4096 * 4096,
+                         "serving_bytes refuses an image whose header claims more pixels.",
+                         lower_bound=1)
 
 
 def define_eval_flags() -> None:

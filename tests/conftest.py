@@ -14,3 +14,17 @@ def market_dir(tmp_path_factory):
         seed=3, num_junk=3, num_distractors=3,
     )
     return str(root)
+
+
+def png_claiming(width: int, height: int, idat: bytes | None = None) -> bytes:
+    """An 8-bit grayscale PNG whose header claims width x height; its pixel data is `idat`
+    (default: a few zero bytes, far fewer than the header promises)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    body = zlib.compress(b"\0" * 16) if idat is None else idat
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b"")

@@ -2,6 +2,7 @@ import os
 
 import numpy as np
 import pytest
+from conftest import png_claiming
 from PIL import Image
 
 from reid_tf import datasets
@@ -103,11 +104,15 @@ def test_unreadable_images_are_reported_and_left_out(tmp_path, caplog):
     truncated.write_bytes(truncated.read_bytes()[:300])
     text = tmp_path / "0003_c1s1_000001_01.jpg"
     text.write_text("not an image")
-    records = [Record(str(p), 1, 1) for p in (good, gray, truncated, text)]
+    bomb = tmp_path / "0004_c1s1_000001_01.png"  # a header that claims 25 megapixels
+    bomb.write_bytes(png_claiming(5000, 5000))
+    records = [Record(str(p), 1, 1) for p in (good, gray, truncated, text, bomb)]
     kept = datasets.drop_unreadable(records)
     assert [r.path for r in kept] == [str(good), str(gray)]
     assert str(truncated) in caplog.text and str(text) in caplog.text
-    assert "left out 2 unreadable image(s) of 4" in caplog.text
+    # Refused on its header: decoding would have failed on the missing pixel data instead.
+    assert f"{bomb}: its header claims 5000x5000 pixels, over the limit of 16777216" in caplog.text
+    assert "left out 3 unreadable or oversized image(s) of 5" in caplog.text
 
 
 def test_validation_split_is_deterministic_and_disjoint(market_dir):

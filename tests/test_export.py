@@ -140,9 +140,20 @@ def test_incomplete_checkpoint_folder_is_named(run_dir, tmp_path):
 def test_export_command_line(run_dir, tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "reid_tf.export", f"--output_dir={run_dir}",
-         f"--export_dir={tmp_path}", "--version=11"], capture_output=True, text=True, timeout=300)
+         f"--export_dir={tmp_path}", "--version=11", "--max_images_per_request=3",
+         "--max_image_pixels=1000"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert os.path.exists(tmp_path / "11" / "saved_model.pb")
+    recorded = json.loads((tmp_path / "11" / "assets" / "reid_config.json").read_text())
+    assert (recorded["max_images_per_request"], recorded["max_image_pixels"]) == (3, 1000)
+    serve = tf.saved_model.load(str(tmp_path / "11")).signatures["serving_bytes"]
+    image = tf.io.encode_png(tf.zeros([64, 32, 3], tf.uint8))  # 2048 pixels > 1000
+    with pytest.raises(tf.errors.InvalidArgumentError, match="claims 32x64 pixels, over the limit of 1000"):
+        serve(image_bytes=tf.stack([image]))
+    small = tf.io.encode_png(tf.zeros([30, 30, 3], tf.uint8))
+    assert serve(image_bytes=tf.stack([small] * 3))["embeddings"].shape == (3, 128)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="4 > the limit of 3"):
+        serve(image_bytes=tf.stack([small] * 4))
     proc = subprocess.run(
         [sys.executable, "-m", "reid_tf.export", f"--output_dir={tmp_path}/none",
          f"--export_dir={tmp_path}"], capture_output=True, text=True, timeout=300)
