@@ -9,6 +9,8 @@ from absl import flags
 
 from reid_tf import config as config_lib
 from reid_tf.data import AUGMENTATIONS
+from reid_tf.datasets import MAX_IMAGE_PIXELS
+from reid_tf.export import MAX_IMAGES_PER_REQUEST
 from reid_tf.losses import MININGS
 from reid_tf.model import BACKBONES, HEAD_INITS, HEADS, OUTPUT_ACTIVATIONS, POOLINGS, TRAINABLE
 
@@ -136,9 +138,9 @@ def define_export_flags() -> None:
                         required=True)
     flags.DEFINE_integer("version", None, "Version folder name (default: the step).")
     flags.DEFINE_boolean("overwrite", False, "Replace an existing version.")
-    flags.DEFINE_integer("max_images_per_request", 256,
+    flags.DEFINE_integer("max_images_per_request", MAX_IMAGES_PER_REQUEST,
                          "Images one request may carry; more is refused.", lower_bound=1)
-    flags.DEFINE_integer("max_image_pixels", 4096 * 4096,
+    flags.DEFINE_integer("max_image_pixels", MAX_IMAGE_PIXELS,
                          "serving_bytes refuses an image whose header claims more pixels.",
                          lower_bound=1)
 
