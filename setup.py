@@ -22,6 +22,10 @@ setup(
     extras_require={
         # gRPC client of tools/serving_client.py.
         "serving": ["tensorflow-serving-api"],
-        "test": ["pytest", "ruff", "tensorflow-serving-api"],
+        # --format=tflite checks (and tools/eval.py runs) the model in LiteRT's own interpreter.
+        "tflite": ["ai-edge-litert"],
+        # --format=onnx: the converter, and ONNX Runtime to check and run the model.
+        "onnx": ["tf2onnx", "onnxruntime"],
+        "test": ["pytest", "ruff", "tensorflow-serving-api", "ai-edge-litert", "tf2onnx", "onnxruntime"],
     },
 )

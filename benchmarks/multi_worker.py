@@ -26,7 +26,7 @@ def measure(args) -> dict:
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     sys.path.insert(0, REPO)
     from reid_tf import config as C
-    from reid_tf import distribute, train
+    from reid_tf import distribute, optim, train
     from reid_tf import model as model_lib
 
     strategy = distribute.choose_strategy()
@@ -38,7 +38,7 @@ def measure(args) -> dict:
     batch = args.p * args.k
     with strategy.scope():
         model = model_lib.build_run_model(config)
-        optimizer = train.build_optimizer(config.optimizer, "none")
+        optimizer = optim.build_optimizer(config.optimizer, "none")
         optimizer.build(model.trainable_variables)
 
     def dataset_fn(ctx):

@@ -5,11 +5,14 @@ for ResNet50 and the small quickstart backbone, in float32, with mixed bfloat16 
 achieved FLOP/s (3x the forward FLOPs counted from the model's layers, per image) over the
 float32 matrix-multiply rate measured in the same run.
 
-  python benchmarks/train_step.py [--steps=4] [--backbones=resnet50,small] [--torch]
+  python benchmarks/train_step.py [--steps=4] [--backbones=resnet50,small]
+  python benchmarks/train_step.py --compare [--rounds=2] [--torch_python=PYTHON_WITH_TORCH]
 """
 
 import argparse
+import json
 import os
+import subprocess
 import sys
 import time
 
@@ -24,7 +27,8 @@ from common import (  # noqa: E402
 )
 
 from reid_tf import config as C  # noqa: E402
-from reid_tf import train  # noqa: E402
+from reid_tf import model as model_lib  # noqa: E402
+from reid_tf import optim, train  # noqa: E402
 
 P, K, H, W = 20, 4, 224, 112
 
@@ -38,7 +42,7 @@ def build(backbone: str, mixed_precision: str):
             model=C.ModelConfig(backbone=backbone, backbone_weights="none"),
             train=C.TrainConfig(mixed_precision=mixed_precision),
         )
-        model = train.build_run_model(config)
+        model = model_lib.build_run_model(config)
     finally:
         keras.mixed_precision.set_global_policy("float32")
     return config, model
@@ -49,7 +53,7 @@ def step_images_per_second(backbone: str, mixed_precision: str, jit: bool, steps
     strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
     with strategy.scope():
         config, model = build(backbone, mixed_precision)
-        optimizer = train.build_optimizer(config.optimizer, mixed_precision)
+        optimizer = optim.build_optimizer(config.optimizer, mixed_precision)
         optimizer.build(model.trainable_variables)
     images = tf.random.uniform([P * K, H, W, 3], 0, 255)
     pids = tf.repeat(tf.range(P), K)
@@ -64,90 +68,65 @@ def step_images_per_second(backbone: str, mixed_precision: str, jit: bool, steps
     return steps * P * K / (time.perf_counter() - start)
 
 
-def _torch_resnet50(torch):
-    """torchvision's ResNet50 (v1.5) without torchvision, which does not install beside the CPU
-    torch wheel here: the same layers and FLOPs."""
-    nn = torch.nn
-
-    class Bottleneck(nn.Module):
-        def __init__(self, cin, width, stride):
-            super().__init__()
-            cout = width * 4
-            self.body = nn.Sequential(
-                nn.Conv2d(cin, width, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
-                nn.Conv2d(width, width, 3, stride, 1, bias=False), nn.BatchNorm2d(width),
-                nn.ReLU(inplace=True),
-                nn.Conv2d(width, cout, 1, bias=False), nn.BatchNorm2d(cout))
-            self.short = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-                          if stride != 1 or cin != cout else nn.Identity())
-
-        def forward(self, x):
-            return torch.relu(self.body(x) + self.short(x))
-
-    layers = [nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True),
-              nn.MaxPool2d(3, 2, 1)]
-    cin = 64
-    for width, blocks, stride in ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)):
-        for b in range(blocks):
-            layers.append(Bottleneck(cin, width, stride if b == 0 else 1))
-            cin = width * 4
-    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+def one_process(backbone: str, precision: str, steps: int) -> dict:
+    """images/s of our step in this process (precision: float32, bfloat16 (Keras mixed policy) or
+    onednn_bf16 (float32 model, TensorFlow's oneDNN bf16 graph rewrite))."""
+    if precision == "onednn_bf16":
+        tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": True})
+    mixed = "bfloat16" if precision == "bfloat16" else "none"
+    return {"framework": "tensorflow", "precision": precision,
+            "images_per_s": step_images_per_second(backbone, mixed, False, steps), "tf": tf.__version__}
 
 
-def torch_images_per_second(steps: int) -> float | None:
-    """The same step in PyTorch (ResNet50, this head and loss, bf16 autocast), if torch is installed."""
-    try:
-        import torch
-    except ImportError:
-        return None
-    try:
-        import torchvision
-
-        net = torchvision.models.resnet50()
-        net.fc = torch.nn.Identity()
-    except Exception:  # noqa: BLE001 - torchvision missing or broken beside this torch
-        net = _torch_resnet50(torch)
-    net = torch.nn.Sequential(net, torch.nn.Linear(2048, 1024, bias=False), torch.nn.BatchNorm1d(1024),
-                              torch.nn.ReLU(), torch.nn.Linear(1024, 128))
-    net = net.to(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(net.parameters(), 1e-4)
-    x = (torch.rand(P * K, 3, H, W) * 255).to(memory_format=torch.channels_last)
-    y = torch.arange(P).repeat_interleave(K)
-
-    def one():
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            e = net(x).float()
-        d = torch.cdist(e, e)
-        same = y[:, None] == y[None]
-        d_ap = (d * same).max(1).values
-        d_an = d.masked_fill(same, float("inf")).min(1).values
-        loss = torch.nn.functional.softplus(d_ap - d_an).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-    one()
-    one()
-    start = time.perf_counter()
-    for _ in range(steps):
-        one()
-    return steps * P * K / (time.perf_counter() - start)
+def compare(rounds: int, steps: int, torch_python: str) -> None:
+    """Our bf16 step against PyTorch's (eager and compiled), each in its own process, interleaved."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    runs = {
+        "reid_tf bf16 (Keras mixed policy)": [sys.executable, os.path.join(here, "train_step.py"),
+                                              "--one=resnet50:bfloat16"],
+        "reid_tf bf16 (oneDNN graph rewrite)": [sys.executable, os.path.join(here, "train_step.py"),
+                                                "--one=resnet50:onednn_bf16"],
+        "torchvision bf16 autocast, channels-last": [torch_python, os.path.join(here, "torch_step.py")],
+        "the same + torch.compile": [torch_python, os.path.join(here, "torch_step.py"), "--compile"],
+    }
+    results = {name: [] for name in runs}
+    for r in range(rounds):
+        for name, command in runs.items():
+            done = subprocess.run([*command, f"--steps={steps}"], capture_output=True, text=True)
+            line = [x for x in done.stdout.splitlines() if x.startswith("{")]
+            if done.returncode or not line:
+                print(f"{name}: failed\n{done.stderr[-1500:]}")
+                continue
+            results[name].append(json.loads(line[-1])["images_per_s"])
+            print(f"round {r + 1}: {name}: {results[name][-1]:.1f} images/s", flush=True)
+    theirs = "torchvision bf16 autocast, channels-last"
+    print("\n| step (ResNet50, 224x112, P x K = 20 x 4) | images/s, each round |"
+          " / torchvision bf16, same round |")
+    print("|---|---|---|")
+    for name, rates in results.items():
+        ratios = [a / b for a, b in zip(rates, results[theirs])]
+        rates_text, ratios_text = ", ".join(f"{x:.1f}" for x in rates), ", ".join(f"{x:.2f}" for x in ratios)
+        print(f"| {name} | {rates_text} | {ratios_text} |")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--backbones", default="resnet50,small")
-    parser.add_argument("--torch", action="store_true", help="also time the PyTorch step")
     parser.add_argument("--skip_xla", action="store_true", help="leave out the (slow on CPU) XLA runs")
-    parser.add_argument("--compare_only", action="store_true",
-                        help="only the ResNet50 bf16 step beside PyTorch's (implies --torch)")
+    parser.add_argument("--compare", action="store_true",
+                        help="our bf16 step against PyTorch's, each in its own process, interleaved")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--torch_python", default=sys.executable,
+                        help="a Python with torch and torchvision (for --compare)")
+    parser.add_argument("--one", default="", help="BACKBONE:PRECISION: one measurement, as JSON")
     args = parser.parse_args()
-    if args.compare_only:
-        ours = step_images_per_second("resnet50", "bfloat16", False, args.steps)
-        theirs = torch_images_per_second(args.steps)
-        print(f"ResNet50 bf16 step: reid_tf {ours:.1f} images/s, PyTorch "
-              + ("not installed" if theirs is None else f"{theirs:.1f} images/s, ratio {ours / theirs:.2f}"))
+    if args.one:
+        backbone, precision = args.one.split(":")
+        print(json.dumps(one_process(backbone, precision, args.steps)))
+        return
+    if args.compare:
+        compare(args.rounds, args.steps, args.torch_python)
         return
     fp32 = matmul_flops_per_second(tf.float32)
     bf16 = matmul_flops_per_second(tf.bfloat16)
@@ -165,9 +144,6 @@ def main():
     header = ["backbone", "mixed precision", "jit", "fwd GFLOP/img", "images/s", "GFLOP/s",
               "÷ fp32 matmul"]
     print(table(rows, header))
-    if args.torch:
-        rate = torch_images_per_second(args.steps)
-        print("PyTorch ResNet50 bf16 step: " + ("not installed" if rate is None else f"{rate:.1f} images/s"))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ class DataConfig:
     train_csv: str = ""
     image_height: int = 224
     image_width: int = 112
-    augment: str = "basic"  # none | basic | enhanced
+    augment: str = "basic"  # none | basic | enhanced | bot
     return_id_num: int = 20  # P
     image_num_every_id: int = 4  # K
     valid_ids: int = 50
@@ -27,19 +27,26 @@ class ModelConfig:
     backbone: str = "resnet50"  # resnet50 | resnet50v2 | small
     backbone_weights: str = "imagenet"  # imagenet | none | PATH
     pooling: str = "avg"  # avg | max | none
-    head: str = "fc1024"  # fc1024 | fc
+    head: str = "fc1024"  # fc1024 | fc | none (the pooled feature is the embedding)
     embedding_dim: int = 128
     output_activation: str = "none"  # none | softmax
     dropout: float = 0.0
     head_init: str = "truncated_normal"  # truncated_normal | keras_default
     head_init_stddev: float = 0.001
     trainable: str = "all"  # all | head
+    neck: str = "none"  # none | bnneck (BoT: a BatchNorm with its shift frozen at 0)
+    neck_feat: str = "after"  # before | after the neck: what evaluation and exports output
+    last_stride: int = 2  # 1 | 2: stride of the ResNet's last downsampling (BoT: 1)
 
 
 @dataclass(frozen=True)
 class LossConfig:
     margin: str = "soft"  # soft | a float
     mining: str = "batch_hard"  # batch_hard | batch_hardest
+    id_loss_weight: float = 0.0  # cross-entropy over the training identities (0 = off)
+    label_smoothing: float = 0.0  # of the ID loss (BoT: 0.1)
+    center_loss_weight: float = 0.0  # center loss on the features before the neck (BoT: 5e-4)
+    center_learning_rate: float = 0.5  # SGD on the centres, as BoT (gradient of the unweighted loss)
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,12 @@ class OptimizerConfig:
     decay_rate: float = 0.1
     decay_steps: int = 10000
     staircase: bool = False
+    lr_schedule: str = "exponential"  # exponential | piecewise | cosine
+    lr_boundaries: tuple[int, ...] = ()  # piecewise: steps where the rate changes
+    lr_values: tuple[float, ...] = ()  # piecewise: the rates, one more than boundaries
+    warmup_steps: int = 0  # linear warm-up over these steps ...
+    warmup_factor: float = 0.01  # ... from this fraction of the scheduled rate (BoT: 0.01)
+    weight_decay: float = 0.0  # L2 penalty wd/2 * |w|^2 on every trained weight (BoT: 5e-4)
 
 
 @dataclass(frozen=True)
@@ -96,7 +109,9 @@ class RunConfig:
         kwargs = {}
         for name, section in _SECTIONS.items():
             known = {f.name for f in dataclasses.fields(section)}
-            kwargs[name] = section(**{k: v for k, v in d.get(name, {}).items() if k in known})
+            values = {k: tuple(v) if isinstance(v, list) else v  # JSON has lists, configs tuples
+                      for k, v in d.get(name, {}).items() if k in known}
+            kwargs[name] = section(**values)
         return cls(**kwargs)
 
 

@@ -15,7 +15,9 @@ from absl import logging
 
 from reid_tf.datasets import DatasetError, Record
 
-AUGMENTATIONS = ("none", "basic", "enhanced")
+AUGMENTATIONS = ("none", "basic", "enhanced", "bot")
+IMAGENET_MEAN = (123.675, 116.28, 103.53)  # RGB, [0, 255]: BoT's random-erasing fill
+BOT_PADDING = 10  # BoT pads 10 px at 256x128; scaled with the input height
 CROP_MARGIN = 1.125  # "crop image": resize 12.5% larger, then crop back (TriNet: 288x144 -> 256x128)
 
 
@@ -120,20 +122,46 @@ def load_eval_image(contents: tf.Tensor, height: int, width: int) -> tf.Tensor:
     return resize(decode_image(contents), height, width)
 
 
-def _color_jitter(image: tf.Tensor, seeds: tf.Tensor) -> tf.Tensor:
-    x = image / 255.0
-    x = tf.image.stateless_random_brightness(x, 0.2, seed=seeds[0])
-    x = tf.image.stateless_random_contrast(x, 0.8, 1.2, seed=seeds[1])
-    x = tf.image.stateless_random_saturation(tf.clip_by_value(x, 0.0, 1.0), 0.8, 1.2, seed=seeds[2])
-    x = tf.image.stateless_random_hue(x, 0.05, seed=seeds[3])
-    return tf.clip_by_value(x, 0.0, 1.0) * 255.0
+# RGB <-> YIQ (NTSC): a hue shift is a rotation of the (I, Q) plane, a 3x3 linear map of RGB.
+_RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+_YIQ_TO_RGB = np.linalg.inv(_RGB_TO_YIQ)
+_LUMA = _RGB_TO_YIQ[0]
+
+
+def _color_jitter(image: tf.Tensor, seed: tf.Tensor, brightness: float = 0.2,
+                  contrast: float = 0.2, saturation: float = 0.2, hue: float = 0.05) -> tf.Tensor:
+    """Random brightness, contrast, saturation and hue as one affine map of each pixel's RGB.
+
+    Ranges as torchvision's ColorJitter(0.2, 0.2, 0.2, 0.05): brightness adds up to +-0.2 of full
+    scale, contrast scales about each channel's mean, saturation blends with the luma, and hue
+    rotates the chroma plane of YIQ by up to +-0.05 of a turn. Composed into one 3x3 matrix and
+    offset, the image is read twice (the channel means, the map), not once per adjustment
+    through HSV; the map clips once at the end.
+    """
+    u = tf.random.stateless_uniform([4], seed=seed, minval=-1.0, maxval=1.0)
+    delta = brightness * 255.0 * u[0]
+    c, s = 1.0 + contrast * u[1], 1.0 + saturation * u[2]
+    angle = 2.0 * np.pi * hue * u[3]
+    # hue_map = YIQ_TO_RGB @ R(angle) @ RGB_TO_YIQ = A + cos * B + sin * C, A, B, C constants.
+    keep, plane = np.diag([1.0, 0.0, 0.0]), np.diag([0.0, 1.0, 1.0])
+    turn = np.array([[0.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+    a, b, t = (tf.constant(_YIQ_TO_RGB @ m @ _RGB_TO_YIQ, tf.float32) for m in (keep, plane, turn))
+    hue_map = a + tf.cos(angle) * b + tf.sin(angle) * t
+    gray = tf.constant(np.ones([3, 1]) * _LUMA[None], tf.float32)
+    matrix = hue_map @ (s * tf.eye(3) + (1.0 - s) * gray)
+    mean = tf.reduce_mean(image, axis=[0, 1])
+    offset = tf.linalg.matvec(matrix, (1.0 - c) * mean + delta)
+    pixels = tf.reshape(image, [-1, 3]) @ tf.transpose(matrix * c) + offset
+    return tf.reshape(tf.clip_by_value(pixels, 0.0, 255.0), tf.shape(image))
 
 
 def random_erasing(
     image: tf.Tensor, seed: tf.Tensor, probability: float = 0.5,
     area: tuple[float, float] = (0.02, 0.4), aspect: tuple[float, float] = (0.3, 1 / 0.3),
+    fill: tuple[float, float, float] | None = None,
 ) -> tf.Tensor:
-    """Zhong et al. 2017 random erasing: a random rectangle filled with uniform noise."""
+    """Zhong et al. 2017 random erasing: a random rectangle filled with uniform noise, or with
+    the constant RGB `fill` (BoT: the ImageNet mean). Noise is drawn for the rectangle only."""
     height, width = tf.shape(image)[0], tf.shape(image)[1]
     h_f, w_f = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
     u = tf.random.stateless_uniform([5], seed=seed)
@@ -144,12 +172,17 @@ def random_erasing(
     ew = tf.minimum(tf.cast(tf.round(tf.sqrt(target / ratio)), tf.int32), width)
     top = tf.cast(u[2] * tf.cast(height - eh + 1, tf.float32), tf.int32)
     left = tf.cast(u[3] * tf.cast(width - ew + 1, tf.float32), tf.int32)
-    rows = tf.range(height)[:, None]
-    cols = tf.range(width)[None, :]
-    inside = (rows >= top) & (rows < top + eh) & (cols >= left) & (cols < left + ew)
-    inside = inside & (u[4] < probability)
-    noise = tf.random.stateless_uniform(tf.shape(image), seed=seed[::-1], maxval=255.0)
-    return tf.where(inside[:, :, None], noise, image)
+
+    def erase():  # the patch set in by slicing: one copy of the image, no mask
+        if fill is None:
+            patch = tf.random.stateless_uniform([eh, ew, 3], seed=seed[::-1], maxval=255.0)
+        else:
+            patch = tf.broadcast_to(tf.constant(fill, image.dtype), [eh, ew, 3])
+        band = image[top:top + eh]
+        band = tf.concat([band[:, :left], patch, band[:, left + ew:]], axis=1)
+        return tf.concat([image[:top], band, image[top + eh:]], axis=0)
+
+    return tf.cond(u[4] < probability, erase, lambda: tf.identity(image))
 
 
 def augment_image(image: tf.Tensor, height: int, width: int, augment: str, seed: tf.Tensor) -> tf.Tensor:
@@ -158,10 +191,15 @@ def augment_image(image: tf.Tensor, height: int, width: int, augment: str, seed:
         return resize(image, height, width)
     seeds = tf.random.experimental.stateless_split(seed, 8)
     image = tf.image.stateless_random_flip_left_right(image, seed=seeds[0])
+    if augment == "bot":  # BoT: resize, flip, pad 10 with zeros, random crop, erase p=0.5
+        pad = max(1, round(BOT_PADDING * height / 256))
+        image = tf.pad(resize(image, height, width), [[pad, pad], [pad, pad], [0, 0]])
+        image = tf.image.stateless_random_crop(image, [height, width, 3], seed=seeds[1])
+        return random_erasing(image, seeds[6], fill=IMAGENET_MEAN)
     big_h, big_w = round(height * CROP_MARGIN), round(width * CROP_MARGIN)
     image = tf.image.stateless_random_crop(resize(image, big_h, big_w), [height, width, 3], seed=seeds[1])
     if augment == "enhanced":
-        image = _color_jitter(image, seeds[2:6])
+        image = _color_jitter(image, seeds[2])
         image = random_erasing(image, seeds[6])
     return image
 

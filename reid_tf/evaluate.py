@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from reid_tf import data, metrics, rerank
+from reid_tf import convert, data, metrics, rerank
 from reid_tf.datasets import Record
 from reid_tf.metrics import euclidean_distances
+from reid_tf.model import embeddings_of
 
 RANKS = (1, 5, 10, 20)
 FEATURE_KEYS = ("query_features", "gallery_features", "query_pids", "gallery_pids",
@@ -39,7 +42,7 @@ def keras_embed_fn(model) -> Callable[[tf.Tensor], tf.Tensor]:
     """The model in inference mode as a compiled function of a pixel batch."""
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
     def embed(images):
-        return tf.cast(model(images, training=False), tf.float32)
+        return tf.cast(embeddings_of(model(images, training=False)), tf.float32)
 
     return embed
 
@@ -55,6 +58,37 @@ def saved_model_embed_fn(path: str) -> tuple[Callable[[tf.Tensor], tf.Tensor], d
 
     embed.loaded = loaded  # keep the SavedModel alive with the function
     return embed, {"height": int(spec.shape[1]), "width": int(spec.shape[2])}
+
+
+def model_embed_fn(path: str) -> tuple[Callable[[tf.Tensor], tf.Tensor], dict]:
+    """Embeddings by an exported model, whichever its format: a SavedModel folder, a .tflite or an
+    .onnx file (or the version folder holding one), with its input height/width."""
+    if tf.io.gfile.isdir(path) and tf.io.gfile.exists(os.path.join(path, "saved_model.pb")):
+        return saved_model_embed_fn(path)
+    if tf.io.gfile.isdir(path):
+        inside = [os.path.join(path, name) for name in convert.FILE_NAMES.values()
+                  if tf.io.gfile.exists(os.path.join(path, name))]
+        if not inside:
+            raise metrics.MetricsError(f"{path} holds no saved_model.pb, model.tflite or model.onnx")
+        path = inside[0]
+    runtimes = {".tflite": convert.tflite_embed_fn, ".onnx": convert.onnx_embed_fn}
+    suffix = os.path.splitext(path)[1]
+    if suffix not in runtimes or not tf.io.gfile.exists(path):
+        raise metrics.MetricsError(f"{path}: not an exported model (a SavedModel folder, .tflite or .onnx)")
+    config_path = os.path.join(os.path.dirname(path), "reid_config.json")
+    if not tf.io.gfile.exists(config_path):
+        raise metrics.MetricsError(f"{config_path} not found: it gives the input size of {path}")
+    with tf.io.gfile.GFile(config_path) as f:
+        meta = json.load(f)
+    try:
+        run = runtimes[suffix](path)
+    except convert.ConversionError as e:
+        raise metrics.MetricsError(str(e)) from None
+
+    def embed(images):
+        return tf.constant(run(np.asarray(images)))
+
+    return embed, {"height": int(meta["input_height"]), "width": int(meta["input_width"])}
 
 
 def check_features(query_features: np.ndarray, gallery_features: np.ndarray,

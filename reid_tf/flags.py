@@ -8,11 +8,22 @@ from __future__ import annotations
 from absl import flags
 
 from reid_tf import config as config_lib
+from reid_tf.convert import FORMATS, QUANTIZATIONS
 from reid_tf.data import AUGMENTATIONS
 from reid_tf.datasets import MAX_IMAGE_PIXELS
 from reid_tf.export import MAX_IMAGES_PER_REQUEST
 from reid_tf.losses import MININGS
-from reid_tf.model import BACKBONES, HEAD_INITS, HEADS, OUTPUT_ACTIVATIONS, POOLINGS, TRAINABLE
+from reid_tf.model import (
+    BACKBONES,
+    HEAD_INITS,
+    HEADS,
+    NECK_FEATS,
+    NECKS,
+    OUTPUT_ACTIVATIONS,
+    POOLINGS,
+    TRAINABLE,
+)
+from reid_tf.optim import LR_SCHEDULES
 
 FLAGS = flags.FLAGS
 DATASETS = ("market1501", "duke", "csv", "synthetic")
@@ -24,6 +35,13 @@ def _margin_ok(value: str) -> bool:
         return True
     try:
         return float(value) >= 0
+    except ValueError:
+        return False
+
+
+def _numbers_ok(values: list[str], kind=float) -> bool:
+    try:
+        return all(kind(v) >= 0 for v in values)
     except ValueError:
         return False
 
@@ -54,7 +72,8 @@ def define_train_flags() -> None:
     flags.DEFINE_enum("backbone", m.backbone, BACKBONES, "Backbone network.")
     flags.DEFINE_string("backbone_weights", m.backbone_weights, "imagenet, none, or a weights file.")
     flags.DEFINE_enum("pooling", m.pooling, POOLINGS, "Pooling after the backbone; none = flatten.")
-    flags.DEFINE_enum("head", m.head, HEADS, "fc1024: fc1(1024)-BN-ReLU-fc2(D); fc: one fc(D).")
+    flags.DEFINE_enum("head", m.head, HEADS,
+                      "fc1024: fc1(1024)-BN-ReLU-fc2(D); fc: one fc(D); none: the pooled feature (BoT).")
     flags.DEFINE_integer("embedding_dim", m.embedding_dim, "D, the embedding size.", lower_bound=1)
     flags.DEFINE_enum("output_activation", m.output_activation, OUTPUT_ACTIVATIONS,
                       "Activation on the embedding.")
@@ -64,10 +83,25 @@ def define_train_flags() -> None:
     flags.DEFINE_float("head_init_stddev", m.head_init_stddev,
                        "Stddev of the truncated-normal head init.", lower_bound=0.0)
     flags.DEFINE_enum("trainable", m.trainable, TRAINABLE, "all: fine-tune the backbone too.")
+    flags.DEFINE_enum("neck", m.neck, NECKS,
+                      "bnneck: a BatchNorm (shift frozen at 0) after the embedding; the triplet loss"
+                      " sees the feature before it, the ID loss the one after (BoT).")
+    flags.DEFINE_enum("neck_feat", m.neck_feat, NECK_FEATS,
+                      "With --neck=bnneck: the feature evaluation and exports output.")
+    flags.DEFINE_enum("last_stride", str(m.last_stride), ("1", "2"),
+                      "Stride of the ResNet's last downsampling (BoT: 1, a 2x larger feature map).")
     # Loss.
     flags.DEFINE_string("margin", config_lib.LossConfig().margin, "soft, or a hinge margin >= 0.")
     flags.register_validator("margin", _margin_ok, "--margin must be 'soft' or a number >= 0")
     flags.DEFINE_enum("mining", config_lib.LossConfig().mining, MININGS, "Triplet mining.")
+    flags.DEFINE_float("id_loss_weight", 0.0, "Weight of the cross-entropy ID loss (0 = off; BoT: 1).",
+                       lower_bound=0.0)
+    flags.DEFINE_float("label_smoothing", 0.0, "Label smoothing of the ID loss (BoT: 0.1).",
+                       lower_bound=0.0, upper_bound=0.99)
+    flags.DEFINE_float("center_loss_weight", 0.0, "Weight of the center loss (0 = off; BoT: 5e-4).",
+                       lower_bound=0.0)
+    flags.DEFINE_float("center_learning_rate", 0.5, "SGD learning rate of the centres (BoT: 0.5).",
+                       lower_bound=0.0)
     # Optimiser.
     flags.DEFINE_float("initial_learning_rate", o.initial_learning_rate, "Adam's learning rate.",
                        lower_bound=0.0)
@@ -75,6 +109,22 @@ def define_train_flags() -> None:
                        lower_bound=0.0, upper_bound=1.0)
     flags.DEFINE_integer("decay_steps", o.decay_steps, "Steps per decay_rate.", lower_bound=1)
     flags.DEFINE_boolean("staircase", o.staircase, "Decay in steps rather than smoothly.")
+    flags.DEFINE_enum("lr_schedule", o.lr_schedule, LR_SCHEDULES,
+                      "exponential: by --decay_rate every --decay_steps; piecewise: --lr_values between"
+                      " --lr_boundaries (--initial_learning_rate unused); cosine: to 0 over --decay_steps.")
+    flags.DEFINE_list("lr_boundaries", [], "Piecewise schedule: the steps where the rate changes.")
+    flags.register_validator("lr_boundaries", lambda v: _numbers_ok(v, int),
+                             "--lr_boundaries must be whole numbers of steps, e.g. 8080,14140")
+    flags.DEFINE_list("lr_values", [], "Piecewise schedule: the rates, one more than --lr_boundaries.")
+    flags.register_validator("lr_values", _numbers_ok, "--lr_values must be numbers >= 0")
+    flags.DEFINE_integer("warmup_steps", o.warmup_steps, "Linear warm-up steps (0 = none).",
+                         lower_bound=0)
+    flags.DEFINE_float("warmup_factor", o.warmup_factor,
+                       "The warm-up starts at this fraction of the scheduled rate.",
+                       lower_bound=0.0, upper_bound=1.0)
+    flags.DEFINE_float("weight_decay", o.weight_decay,
+                       "L2 penalty wd/2*|w|^2 on every trained weight, as PyTorch Adam's weight_decay"
+                       " (BoT: 5e-4).", lower_bound=0.0)
     # Loop.
     flags.DEFINE_integer("max_steps", t.max_steps, "Train until this step.", lower_bound=0)
     flags.DEFINE_string("output_dir", "runs/default", "Run folder: config, checkpoints, logs, export.")
@@ -89,6 +139,8 @@ def define_train_flags() -> None:
     flags.DEFINE_string("init_checkpoint", t.init_checkpoint,
                         "Warm start: model weights from another run's folder or checkpoint.")
     flags.DEFINE_integer("seed", t.seed, "Random seed.")
+    flags.DEFINE_string("note", "", "A note on the experiment, kept in the run folder (note.txt), not"
+                        " in its configuration: change it on resume at will. Shown by tools/report.py.")
     flags.DEFINE_enum("mixed_precision", t.mixed_precision, MIXED_PRECISION,
                       "Compute dtype of the model (the loss stays float32).")
     flags.DEFINE_boolean("jit_compile", t.jit_compile, "Compile the train step with XLA.")
@@ -108,12 +160,19 @@ def config_from_flags() -> config_lib.RunConfig:
             backbone=f.backbone, backbone_weights=f.backbone_weights, pooling=f.pooling,
             head=f.head, embedding_dim=f.embedding_dim, output_activation=f.output_activation,
             dropout=f.dropout, head_init=f.head_init, head_init_stddev=f.head_init_stddev,
-            trainable=f.trainable,
+            trainable=f.trainable, neck=f.neck, neck_feat=f.neck_feat, last_stride=int(f.last_stride),
         ),
-        loss=config_lib.LossConfig(margin=f.margin, mining=f.mining),
+        loss=config_lib.LossConfig(
+            margin=f.margin, mining=f.mining, id_loss_weight=f.id_loss_weight,
+            label_smoothing=f.label_smoothing, center_loss_weight=f.center_loss_weight,
+            center_learning_rate=f.center_learning_rate,
+        ),
         optimizer=config_lib.OptimizerConfig(
             initial_learning_rate=f.initial_learning_rate, decay_rate=f.decay_rate,
-            decay_steps=f.decay_steps, staircase=f.staircase,
+            decay_steps=f.decay_steps, staircase=f.staircase, lr_schedule=f.lr_schedule,
+            lr_boundaries=tuple(int(b) for b in f.lr_boundaries),
+            lr_values=tuple(float(v) for v in f.lr_values), warmup_steps=f.warmup_steps,
+            warmup_factor=f.warmup_factor, weight_decay=f.weight_decay,
         ),
         train=config_lib.TrainConfig(
             max_steps=f.max_steps, checkpoint_every=f.checkpoint_every, eval_every=f.eval_every,
@@ -143,11 +202,26 @@ def define_export_flags() -> None:
     flags.DEFINE_integer("max_image_pixels", MAX_IMAGE_PIXELS,
                          "serving_bytes refuses an image whose header claims more pixels.",
                          lower_bound=1)
+    flags.DEFINE_enum("format", "saved_model", FORMATS,
+                      "saved_model: for TF Serving; tflite: LiteRT for devices; onnx: ONNX Runtime,"
+                      " TensorRT, Triton.")
+    flags.DEFINE_enum("quantize", "none", QUANTIZATIONS,
+                      "With --format=tflite: float16 weights, dynamic_range (int8 weights), or int8"
+                      " (full-integer, calibrated on the run's training images).")
+    flags.DEFINE_string("data_dir", None, "The run's dataset folder, if not where it was trained"
+                        " (images to check the export and to calibrate int8).")
+    flags.DEFINE_enum("precision", "float32", ("float32", "bfloat16", "float16"),
+                      "What the SavedModel computes in: bfloat16 for CPUs with AVX512_BF16/AMX and"
+                      " TPUs, float16 for GPUs. Inputs, weights and outputs stay float32.")
+    flags.DEFINE_integer("calibration_images", 300, "Training images that calibrate int8.",
+                         lower_bound=1)
 
 
 def define_eval_flags() -> None:
     """Flags of `tools/eval.py`."""
-    flags.DEFINE_string("saved_model", None, "An exported SavedModel version folder.")
+    flags.DEFINE_string("model", None, "An exported model: a SavedModel version folder, a .tflite or an"
+                        " .onnx file (or the version folder holding it).")
+    flags.DEFINE_string("saved_model", None, "The same as --model (kept for older commands).")
     flags.DEFINE_string("data_dir", None, "Market-1501 layout folder (query/ vs bounding_box_test/).")
     flags.DEFINE_string("features", None, "A .npz with query/gallery features, pids and camids.")
     flags.DEFINE_boolean("rerank", False, "Also score with k-reciprocal re-ranking.")
@@ -186,3 +260,12 @@ def define_serving_client_flags() -> None:
     flags.DEFINE_string("signature_name", "serving_bytes", "Signature taking JPEG/PNG bytes.")
     flags.DEFINE_float("timeout", 30.0, "Seconds to wait for an answer.")
     flags.DEFINE_boolean("distance", False, "Print the distance between the first two images.")
+
+
+def define_report_flags() -> None:
+    """Flags of `tools/report.py`."""
+    flags.DEFINE_string("output", None, "Write the markdown table here (default: print it).")
+    flags.DEFINE_string("plot", None, "Write the curves (mAP and loss against step) as a PNG here.")
+    flags.DEFINE_string("baseline", None, "The run (name or folder) others are compared with;"
+                        " default: the first run.")
+    flags.DEFINE_string("json", None, "Write the same data as JSON here.")

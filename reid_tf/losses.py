@@ -94,3 +94,29 @@ def batch_stats(embeddings: tf.Tensor, pids: tf.Tensor, margin: str | float = "s
         "top1_in_batch": tf.reduce_mean(tf.cast(tf.equal(tf.gather(pids, nearest), pids), tf.float32)),
         "embedding_norm": tf.reduce_mean(tf.norm(e, axis=1)),
     }
+
+
+def identity_loss(logits: tf.Tensor, labels: tf.Tensor, label_smoothing: float = 0.0) -> tf.Tensor:
+    """Mean cross-entropy of identity logits, targets smoothed to (1 - e) one-hot + e / C.
+
+    BoT's CrossEntropyLabelSmooth (Szegedy et al. 2016) is this target, as Keras' own
+    label_smoothing defines it.
+    """
+    logits = tf.cast(logits, tf.float32)
+    num_classes = tf.shape(logits)[-1]
+    targets = tf.one_hot(tf.reshape(labels, [-1]), num_classes)
+    targets = targets * (1.0 - label_smoothing) + label_smoothing / tf.cast(num_classes, tf.float32)
+    return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(targets, logits))
+
+
+def identity_accuracy(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+    """Share of the batch whose top identity logit is its own label."""
+    predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)
+    return tf.reduce_mean(tf.cast(tf.equal(predicted, tf.reshape(labels, [-1])), tf.float32))
+
+
+def center_loss(features: tf.Tensor, labels: tf.Tensor, centers: tf.Tensor) -> tf.Tensor:
+    """Mean over the batch of |f_i - c_(y_i)|^2 (Wen et al. 2016, as BoT's CenterLoss computes it)."""
+    features = tf.cast(features, tf.float32)
+    own = tf.gather(centers, tf.reshape(labels, [-1]))
+    return tf.reduce_mean(tf.reduce_sum(tf.square(features - own), axis=1))

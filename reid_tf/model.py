@@ -10,7 +10,10 @@ import tensorflow as tf
 
 BACKBONES = ("resnet50", "resnet50v2", "small")
 POOLINGS = ("avg", "max", "none")
-HEADS = ("fc1024", "fc")
+HEADS = ("fc1024", "fc", "none")
+NECKS = ("none", "bnneck")
+NECK_FEATS = ("before", "after")
+LAST_STRIDES = (1, 2)
 OUTPUT_ACTIVATIONS = ("none", "softmax")
 HEAD_INITS = ("truncated_normal", "keras_default")
 TRAINABLE = ("all", "head")
@@ -68,16 +71,24 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
         return tf.cast(y, self.compute_dtype)
 
 
-def with_fused_batch_norm(model: keras.Model) -> keras.Model:
-    """A copy of a functional model whose BatchNormalization layers use the fused kernel."""
+def rebuilt_backbone(model: keras.Model, last_stride: int = 2) -> keras.Model:
+    """A copy of a ResNet whose BatchNormalization layers use the fused kernel, and whose last
+    downsampling has stride `last_stride` (BoT's "last stride 1": a feature map twice as tall
+    and wide; the weights are the same, since only strides change)."""
+    final = tuple(model.output.shape[1:3])
+    last = {layer.name for layer in model.layers if tuple(getattr(layer, "strides", (1, 1))) == (2, 2)
+            and tuple(layer.output.shape[1:3]) == final}
 
     def clone(layer):
         cls = FusedBatchNormalization if type(layer) is keras.layers.BatchNormalization else type(layer)
-        return cls.from_config(layer.get_config())
+        config = layer.get_config()
+        if layer.name in last:
+            config["strides"] = (last_stride, last_stride)
+        return cls.from_config(config)
 
-    fused = keras.models.clone_model(model, clone_function=clone)
-    fused.set_weights(model.get_weights())
-    return fused
+    rebuilt = keras.models.clone_model(model, clone_function=clone)
+    rebuilt.set_weights(model.get_weights())
+    return rebuilt
 
 
 def small_backbone(input_shape: tuple[int, int, int]) -> keras.Model:
@@ -93,10 +104,15 @@ def small_backbone(input_shape: tuple[int, int, int]) -> keras.Model:
     return keras.Model(inputs, x, name="small")
 
 
-def build_backbone(name: str, weights: str, input_shape: tuple[int, int, int]) -> keras.Model:
+def build_backbone(name: str, weights: str, input_shape: tuple[int, int, int],
+                   last_stride: int = 2) -> keras.Model:
     """A headless backbone returning its last feature map; weights: imagenet, none or a path."""
     if name not in BACKBONES:
         raise ValueError(f"backbone must be one of {BACKBONES}, got {name!r}")
+    if last_stride not in LAST_STRIDES:
+        raise ValueError(f"last_stride must be 1 or 2, got {last_stride}")
+    if last_stride != 2 and name == "small":
+        raise ValueError("last_stride=1 applies to the ResNet backbones, not --backbone=small")
     if min(input_shape[:2]) < 32:
         raise ValueError(f"input {input_shape[0]}x{input_shape[1]} is too small: need >= 32 px")
     imagenet = weights == "imagenet"
@@ -131,7 +147,7 @@ def build_backbone(name: str, weights: str, input_shape: tuple[int, int, int]) -
             raise WeightsUnavailableError(
                 f"cannot load backbone weights {weights} into {name}: {str(e).splitlines()[0][:200]}"
             ) from None
-    return backbone if name == "small" else with_fused_batch_norm(backbone)
+    return backbone if name == "small" else rebuilt_backbone(backbone, last_stride)
 
 
 def _head_initializer(head_init: str, stddev: float, seed: int | None):
@@ -153,16 +169,22 @@ def build_model(
     head_init_stddev: float = 0.001,
     trainable: str = "all",
     seed: int | None = None,
+    neck: str = "none",
+    neck_feat: str = "after",
+    last_stride: int = 2,
 ) -> keras.Model:
     """Pixels [batch, H, W, 3] in [0, 255] -> float32 embeddings [batch, embedding_dim].
 
     `trainable="head"` freezes the backbone, whose BatchNorm then runs in inference mode.
     The head's BatchNorm is synchronised across replicas so that a distributed batch is
-    normalised as one batch.
+    normalised as one batch. `head="none"` makes the pooled feature the embedding (BoT).
+    With `neck="bnneck"` the model returns {"embeddings": the `neck_feat` feature, "features":
+    before the neck, "neck": after it} (see `embeddings_of`).
     """
     for value, allowed, name in (
         (pooling, POOLINGS, "pooling"), (head, HEADS, "head"), (trainable, TRAINABLE, "trainable"),
         (output_activation, OUTPUT_ACTIVATIONS, "output_activation"), (head_init, HEAD_INITS, "head_init"),
+        (neck, NECKS, "neck"), (neck_feat, NECK_FEATS, "neck_feat"),
     ):
         if value not in allowed:
             raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
@@ -171,7 +193,7 @@ def build_model(
     if embedding_dim < 1:
         raise ValueError(f"embedding_dim must be positive, got {embedding_dim}")
 
-    base = build_backbone(backbone, backbone_weights, input_shape)
+    base = build_backbone(backbone, backbone_weights, input_shape, last_stride)
     base.trainable = trainable == "all"
     inputs = keras.Input(input_shape, name="images")
     mode = "caffe" if backbone == "resnet50" else "tf"
@@ -193,11 +215,33 @@ def build_model(
         x = keras.layers.ReLU(name="fc1_relu")(x)
     if dropout > 0:
         x = keras.layers.Dropout(dropout, seed=seed, name="dropout")(x)
-    last = "fc2" if head == "fc1024" else "fc1"
-    x = keras.layers.Dense(embedding_dim, kernel_initializer=init(1), dtype="float32", name=last)(x)
+    if head == "none":
+        x = keras.layers.Activation("linear", dtype="float32", name="embedding")(x)
+    else:
+        last = "fc2" if head == "fc1024" else "fc1"
+        x = keras.layers.Dense(embedding_dim, kernel_initializer=init(1), dtype="float32", name=last)(x)
     if output_activation == "softmax":
         x = keras.layers.Softmax(dtype="float32", name="softmax")(x)
-    return keras.Model(inputs, x, name=f"reid_{backbone}")
+    if neck == "none":
+        return keras.Model(inputs, x, name=f"reid_{backbone}")
+    # BoT's BNNeck: a BatchNorm whose shift is frozen at 0 (no beta at all: center=False).
+    # Momentum and epsilon as PyTorch's BatchNorm1d, which BoT uses.
+    after = keras.layers.BatchNormalization(center=False, momentum=0.9, epsilon=1e-5, synchronized=True,
+                                            dtype="float32", name="bnneck")(x)
+    outputs = {"embeddings": after if neck_feat == "after" else x, "features": x, "neck": after}
+    return keras.Model(inputs, outputs, name=f"reid_{backbone}")
+
+
+def embeddings_of(outputs) -> tf.Tensor:
+    """The embeddings of a model's outputs, whichever the model (plain, or with a neck)."""
+    return outputs["embeddings"] if isinstance(outputs, dict) else outputs
+
+
+def build_id_classifier(num_classes: int, seed: int | None = None) -> keras.layers.Layer:
+    """BoT's training-only identity classifier: a bias-free linear layer, weights N(0, 0.001^2)."""
+    return keras.layers.Dense(
+        num_classes, use_bias=False, dtype="float32", name="id_classifier",
+        kernel_initializer=keras.initializers.RandomNormal(stddev=0.001, seed=seed))
 
 
 def head_variables(model: keras.Model) -> list:
@@ -218,4 +262,5 @@ def build_run_model(config, backbone_weights: str | None = None) -> keras.Model:
         pooling=m.pooling, head=m.head, embedding_dim=m.embedding_dim,
         output_activation=m.output_activation, dropout=m.dropout, head_init=m.head_init,
         head_init_stddev=m.head_init_stddev, trainable=m.trainable, seed=config.train.seed,
+        neck=m.neck, neck_feat=m.neck_feat, last_stride=m.last_stride,
     )

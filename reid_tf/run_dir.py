@@ -8,6 +8,7 @@ naming it, and a kill at any instant leaves a folder that the same command resum
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import socket
@@ -27,6 +28,9 @@ LOCK = "run.lock"
 CHECKPOINTS = "checkpoints"
 TENSORBOARD = "tensorboard"
 EXPORT = "export"
+NOTE = "note.txt"  # the run's --note: not configuration, so it may change on resume
+STARTED = "started.txt"  # when the run first started (ISO 8601, UTC)
+STOPPED = "stopped.txt"  # why the last start stopped early (a NaN loss); gone on the next start
 TEMPORARY = ".tmp-"  # marks a file or folder being written; never a run's own, removed on start
 
 
@@ -95,7 +99,8 @@ def load_config(output_dir: str) -> config_lib.RunConfig:
         raise RunDirError(f"{path} is not a run configuration ({e}): restore it or start a new run") from None
 
 
-def prepare(output_dir: str, config: config_lib.RunConfig, flags_text: str | None) -> None:
+def prepare(output_dir: str, config: config_lib.RunConfig, flags_text: str | None,
+            note: str | None = None) -> None:
     """Make the folder ready for this configuration (the chief's job).
 
     A folder holds a run once it holds a checkpoint: then a configuration that differs from the
@@ -113,6 +118,27 @@ def prepare(output_dir: str, config: config_lib.RunConfig, flags_text: str | Non
     write_atomic(os.path.join(output_dir, CONFIG), config_lib.config_json(config))
     if flags_text is not None:
         write_atomic(os.path.join(output_dir, FLAGS_FILE), flags_text)
+    if note:
+        write_atomic(os.path.join(output_dir, NOTE), note.strip() + "\n")
+    if not has_checkpoint(output_dir) or not tf.io.gfile.exists(os.path.join(output_dir, STARTED)):
+        started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        write_atomic(os.path.join(output_dir, STARTED), started + "\n")
+    if tf.io.gfile.exists(os.path.join(output_dir, STOPPED)):
+        tf.io.gfile.remove(os.path.join(output_dir, STOPPED))
+
+
+def record_stop(output_dir: str, reason: str) -> None:
+    """Say in the folder why training stopped early (read by the experiment report)."""
+    write_atomic(os.path.join(output_dir, STOPPED), reason.strip() + "\n")
+
+
+def lock_is_live(output_dir: str, stale_after: float = 60.0) -> bool:
+    """Whether a trainer holds the folder now (a lock with a recent heartbeat)."""
+    try:
+        lock = json.loads(read_text(os.path.join(output_dir, LOCK)) or "null")
+    except ValueError:
+        return False
+    return bool(lock) and time.time() - float(lock.get("time", 0)) <= stale_after
 
 
 # ---------------------------------------------------------------------------- validation.jsonl

@@ -8,6 +8,7 @@ validation appended to validation.jsonl; a SavedModel export at the end.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging as std_logging
 import math
 import os
@@ -21,10 +22,10 @@ import tensorflow as tf
 from absl import app, logging
 
 from reid_tf import config as config_lib
-from reid_tf import data, datasets, distribute, evaluate, export, run_dir
+from reid_tf import data, datasets, distribute, evaluate, export, optim, run_dir
 from reid_tf import model as model_lib
 from reid_tf.datasets import DatasetError
-from reid_tf.losses import batch_hard_triplet_loss, batch_stats
+from reid_tf.losses import batch_hard_triplet_loss, batch_stats, center_loss, identity_accuracy, identity_loss
 
 
 class TrainingError(RuntimeError):
@@ -34,57 +35,98 @@ class TrainingError(RuntimeError):
 # ---------------------------------------------------------------------------- model and step
 
 
-class SummedGradientsAdam(keras.optimizers.Adam):
-    """Adam for gradients the step has already summed over replicas.
+@dataclasses.dataclass
+class IdentityHead:
+    """What BoT adds to training only: an identity classifier on the neck features and the
+    centres of the center loss, with their SGD. Left out of exports and evaluation."""
 
-    Keras' LossScaleOptimizer applies its inner optimiser inside a cross-replica cond, where the
-    inner optimiser's own gradient all-reduce mismatches shapes under MirroredStrategy (Keras
-    3.x). So the step all-reduces the gradients itself, before the loss-scale check (which then
-    agrees on every replica), and the optimiser reduces nothing more. The two-replica tests
-    would catch a double reduction (the gradient times the replica count).
-    """
+    classifier: keras.layers.Layer | None = None
+    centers: tf.Variable | None = None
+    center_optimizer: keras.optimizers.Optimizer | None = None
 
-    def _all_reduce_sum_gradients(self, grads_and_vars):
-        return list(grads_and_vars)
+    def trackables(self) -> dict:
+        """Its checkpointed objects (none when the ID and center losses are off)."""
+        named = {"id_classifier": self.classifier, "centers": self.centers,
+                 "center_optimizer": self.center_optimizer}
+        return {k: v for k, v in named.items() if v is not None}
 
 
-def build_optimizer(cfg: config_lib.OptimizerConfig, mixed_precision: str) -> keras.optimizers.Optimizer:
-    """Adam with exponential decay; loss scaling under float16. Give it summed gradients."""
-    schedule = keras.optimizers.schedules.ExponentialDecay(
-        cfg.initial_learning_rate, cfg.decay_steps, cfg.decay_rate, staircase=cfg.staircase
-    )
-    optimizer = SummedGradientsAdam(schedule, name="adam")
-    if mixed_precision == "float16":
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    return optimizer
+def build_identity_head(loss_cfg: config_lib.LossConfig, num_classes: int, feature_dim: int,
+                        seed: int) -> IdentityHead:
+    """The classifier and centres a loss configuration needs; build inside the strategy's scope."""
+    head = IdentityHead()
+    if loss_cfg.id_loss_weight > 0:
+        head.classifier = model_lib.build_id_classifier(num_classes, seed)
+        head.classifier.build((None, feature_dim))
+    if loss_cfg.center_loss_weight > 0:  # BoT: torch.randn centres, SGD(lr 0.5) on them
+        head.centers = tf.Variable(tf.random.stateless_normal([num_classes, feature_dim], [seed, 17]),
+                                   name="centers")
+        head.center_optimizer = optim.SummedGradientsSGD(loss_cfg.center_learning_rate, name="center_sgd")
+        head.center_optimizer.build([head.centers])
+    return head
 
 
 def make_train_step(
     model: keras.Model, optimizer: keras.optimizers.Optimizer, strategy: tf.distribute.Strategy,
-    loss_cfg: config_lib.LossConfig, jit_compile: bool,
+    loss_cfg: config_lib.LossConfig, jit_compile: bool, head: IdentityHead | None = None,
+    weight_decay: float = 0.0,
 ):
-    """A tf.function running one step on the next global batch of a distributed iterator."""
+    """A tf.function running one step on the next global batch of a distributed iterator.
+
+    Returns (total loss, statistics); the total is the triplet loss alone unless the ID loss,
+    the center loss or weight decay are on.
+    """
     margin = loss_cfg.margin if loss_cfg.margin == "soft" else float(loss_cfg.margin)
+    head = head or IdentityHead()
+    variables = model.trainable_variables + (head.classifier.trainable_variables if head.classifier else [])
 
     def replica_step(images, pids):
         ctx = tf.distribute.get_replica_context()
-        with tf.GradientTape() as tape:
-            embeddings = model(images, training=True)
+        with tf.GradientTape(persistent=head.centers is not None) as tape:
+            outputs = model(images, training=True)
+            # The triplet (and center) loss see the features before the neck, the ID loss after.
+            features = outputs["features"] if isinstance(outputs, dict) else outputs
             # Batch-hard mining needs the whole batch: gather every replica's share.
-            all_embeddings = ctx.all_gather(embeddings, axis=0)
+            all_features = ctx.all_gather(features, axis=0)
             # tf.identity places the iterator's tensor on the replica's device: the multi-worker
             # all_gather refuses a tensor without one ("destinations can not be empty").
             all_pids = ctx.all_gather(tf.identity(pids), axis=0)
-            loss = batch_hard_triplet_loss(all_embeddings, all_pids, margin, loss_cfg.mining)
+            loss = batch_hard_triplet_loss(all_features, all_pids, margin, loss_cfg.mining)
+            stats = batch_stats(all_features, all_pids, margin)
+            if head.classifier is not None or head.centers is not None or weight_decay > 0:
+                stats["triplet_loss"] = loss
+            if head.classifier is not None:
+                neck = outputs["neck"] if isinstance(outputs, dict) else features
+                logits = head.classifier(ctx.all_gather(neck, axis=0))
+                stats["id_loss"] = identity_loss(logits, all_pids, loss_cfg.label_smoothing)
+                stats["id_accuracy"] = identity_accuracy(logits, all_pids)
+                loss += loss_cfg.id_loss_weight * stats["id_loss"]
+            if head.centers is not None:
+                stats["center_loss"] = center_loss(all_features, all_pids, head.centers)
+                loss += loss_cfg.center_loss_weight * stats["center_loss"]
+            if weight_decay > 0:  # L2 in the loss, as PyTorch's Adam(weight_decay) that BoT uses
+                stats["weight_decay_loss"] = 0.5 * weight_decay * tf.add_n(
+                    [tf.reduce_sum(tf.square(tf.cast(v, tf.float32))) for v in variables])
+                loss += stats["weight_decay_loss"]
             # Each replica holds the global loss; the sum of the replicas' gradients is its gradient.
             scaled = loss / ctx.num_replicas_in_sync
+            if head.centers is not None:
+                center_share = stats["center_loss"] / ctx.num_replicas_in_sync
             if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
                 scaled = optimizer.scale_loss(scaled)
-        variables = model.trainable_variables
-        grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, tape.gradient(scaled, variables))
+        # A weight no loss reaches (the BNNeck's scale without an ID loss) gets a zero gradient.
+        grads = [tf.zeros(v.shape, tf.float32) if g is None else g
+                 for g, v in zip(tape.gradient(scaled, variables), variables)]
+        grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads)
         # A NaN step spoils the weights in memory only: the loop stops before any save.
         optimizer.apply_gradients(zip(grads, variables))
-        return loss, batch_stats(all_embeddings, all_pids, margin)
+        if head.centers is not None:
+            # BoT moves the centres by the gradient of the unweighted center loss (it divides the
+            # centres' gradient by the loss weight), with their own SGD.
+            center_grad = tape.gradient(center_share, head.centers)
+            center_grad = ctx.all_reduce(tf.distribute.ReduceOp.SUM, center_grad)
+            head.center_optimizer.apply_gradients([(center_grad, head.centers)])
+        return loss, stats
 
     def global_step(images, pids):
         loss, stats = strategy.run(replica_step, args=(images, pids))
@@ -149,11 +191,12 @@ class _StopSignal:
 
 
 def run(config: config_lib.RunConfig, output_dir: str, flags_text: str | None = None,
-        strategy: tf.distribute.Strategy | None = None) -> dict:
+        strategy: tf.distribute.Strategy | None = None, note: str | None = None) -> dict:
     """Train as configured into output_dir (resuming it if it holds a run); returns a summary.
 
     Under several workers every worker calls this with the same config; the chief alone writes
-    the run folder and holds its lock.
+    the run folder and holds its lock. `note` (the experiment's conclusion, say) is kept in the
+    folder beside the configuration, not in it.
     """
     t, d = config.train, config.data
     if d.image_num_every_id < 2:
@@ -161,6 +204,14 @@ def run(config: config_lib.RunConfig, output_dir: str, flags_text: str | None = 
             f"--image_num_every_id={d.image_num_every_id}: batch-hard mining needs K >= 2 images per"
             " identity in a batch, or no anchor has a positive"
         )
+    try:
+        optim.learning_rate_schedule(config.optimizer)
+    except ValueError as e:
+        raise TrainingError(str(e)) from None
+    if config.model.last_stride != 2 and config.model.backbone == "small":
+        raise TrainingError("--last_stride=1 applies to the ResNet backbones, not --backbone=small")
+    if config.model.neck == "none" and config.model.neck_feat == "before":
+        raise TrainingError("--neck_feat=before needs --neck=bnneck (without a neck there is no after)")
     if t.mixed_precision != "none":
         keras.mixed_precision.set_global_policy(f"mixed_{t.mixed_precision}")
     try:
@@ -173,8 +224,13 @@ def run(config: config_lib.RunConfig, output_dir: str, flags_text: str | None = 
         role = distribute.role_of(strategy)
         with run_dir.RunLock(output_dir) if role.is_chief else contextlib.nullcontext():
             if role.is_chief:
-                run_dir.prepare(output_dir, config, flags_text)
-            return _train(config, output_dir, strategy, role)
+                run_dir.prepare(output_dir, config, flags_text, note)
+            try:
+                return _train(config, output_dir, strategy, role)
+            except TrainingError as e:
+                if role.is_chief:
+                    run_dir.record_stop(output_dir, str(e))
+                raise
     finally:
         keras.mixed_precision.set_global_policy("float32")
 
@@ -187,10 +243,14 @@ def _train(config: config_lib.RunConfig, output_dir: str, strategy: tf.distribut
     batch = d.return_id_num * d.image_num_every_id
     with strategy.scope():
         model = model_lib.build_run_model(config)
-        optimizer = build_optimizer(config.optimizer, t.mixed_precision)
-        optimizer.build(model.trainable_variables)
+        features = model.output["features"] if isinstance(model.output, dict) else model.output
+        head = build_identity_head(config.loss, len({r.pid for r in splits["train"]}),
+                                   features.shape[-1], t.seed)
+        optimizer = optim.build_optimizer(config.optimizer, t.mixed_precision)
+        optimizer.build(model.trainable_variables
+                        + (head.classifier.trainable_variables if head.classifier else []))
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step)
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step, **head.trackables())
     run_checkpoints = os.path.join(output_dir, run_dir.CHECKPOINTS)
     checkpoint_dir = distribute.CheckpointDir(run_checkpoints, role)
     manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir.path, max_to_keep=5)
@@ -216,7 +276,8 @@ def _train(config: config_lib.RunConfig, output_dir: str, strategy: tf.distribut
             shard=ctx.input_pipeline_id, batch_size=ctx.get_per_replica_batch_size(batch))
 
     iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
-    train_step = make_train_step(model, optimizer, strategy, config.loss, t.jit_compile)
+    train_step = make_train_step(model, optimizer, strategy, config.loss, t.jit_compile, head,
+                                 config.optimizer.weight_decay)
     writers = {k: tf.summary.create_file_writer(os.path.join(output_dir, run_dir.TENSORBOARD, k))
                if role.is_chief else tf.summary.create_noop_writer() for k in ("train", "validation")}
     history_path = os.path.join(output_dir, run_dir.VALIDATIONS)
@@ -265,8 +326,10 @@ def _train(config: config_lib.RunConfig, output_dir: str, strategy: tf.distribut
                 images_per_s = window_steps * batch / max(elapsed, 1e-9)
                 lr = float(optimizer.learning_rate)
                 eta = (t.max_steps - current) * elapsed / window_steps
-                logging.info("step %d/%d  loss %.4f  lr %.3g  %.1f images/s  ETA %s",
-                             current, t.max_steps, loss, lr, images_per_s, _duration(eta))
+                id_part = "" if "id_loss" not in stats else (
+                    f"  id loss {float(stats['id_loss']):.4f}  id acc {float(stats['id_accuracy']):.3f}")
+                logging.info("step %d/%d  loss %.4f%s  lr %.3g  %.1f images/s  ETA %s",
+                             current, t.max_steps, loss, id_part, lr, images_per_s, _duration(eta))
                 with writers["train"].as_default():
                     tf.summary.scalar("loss", loss, step=current)
                     tf.summary.scalar("learning_rate", lr, step=current)
@@ -337,7 +400,7 @@ def main(argv):
     config = reid_flags.config_from_flags()
     output_dir = reid_flags.FLAGS.output_dir
     try:
-        summary = run(config, output_dir, reid_flags.train_flags_file())
+        summary = run(config, output_dir, reid_flags.train_flags_file(), note=reid_flags.FLAGS.note)
     except (TrainingError, DatasetError, model_lib.WeightsUnavailableError, export.ExportError,
             run_dir.RunDirError, distribute.DistributionError) as e:
         sys.exit(f"error: {e}")

@@ -135,3 +135,21 @@ def test_small_identity_padded_only_with_its_own_images(tmp_path):
             assert (red == pid * 100).all()  # never another identity's image
         only = images[pids == 0][:, 0, 0, 1]
         assert (only == 0).all()  # the single image, 4 times
+
+
+def test_color_jitter_is_one_affine_map_with_the_stated_effects():
+    image = tf.random.stateless_uniform([16, 8, 3], [5, 6], minval=60.0, maxval=190.0)  # no clipping
+    seed = tf.constant([0, 9], tf.int64)
+    np.testing.assert_allclose(data._color_jitter(image, seed, 0, 0, 0, 0), image, atol=1e-3)
+    luma = np.asarray(image) @ data._LUMA
+    changes = []
+    for s in range(5):  # a hue rotation alone keeps each pixel's luma and its distance from gray
+        seed = tf.constant([1, s], tf.int64)
+        rotated = data._color_jitter(image, seed, 0, 0, 0, 0.05).numpy()
+        np.testing.assert_allclose(rotated @ data._LUMA, luma, atol=1e-3)
+        changes.append(np.abs(rotated - image).max())
+        bright = data._color_jitter(image, seed, 0.2, 0, 0, 0).numpy() - np.asarray(image)
+        assert np.ptp(bright) < 1e-3 and abs(bright.mean()) <= 0.2 * 255  # one shift for all pixels
+        gray = data._color_jitter(image, seed, 0, 0, 0.2, 0).numpy()
+        np.testing.assert_allclose(gray @ data._LUMA, luma, atol=1e-3)  # saturation keeps luma too
+    assert max(changes) > 5  # the hue does turn

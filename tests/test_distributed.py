@@ -44,9 +44,17 @@ config = dataclasses.replace(config, model=dataclasses.replace(config.model, tra
 summaries = {}
 # One MirroredStrategy for the process: two of them would reuse each other's collective keys.
 mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-for name, strategy in (("one", tf.distribute.OneDeviceStrategy("/cpu:0")), ("two", mirrored)):
+one_device = tf.distribute.OneDeviceStrategy("/cpu:0")
+for name, strategy in (("one", one_device), ("two", mirrored)):
     train.run(with_train(config, max_steps=2), f"{root}/{name}", strategy=strategy)
     summaries[name] = train.run(config, f"{root}/{name}", strategy=strategy)  # resumes at step 2
+# BoT's training-only heads (classifier, centres with their SGD) and weight decay, the same way.
+bot = dataclasses.replace(
+    with_train(config, max_steps=3), model=dataclasses.replace(config.model, neck="bnneck"),
+    loss=C.LossConfig(id_loss_weight=1.0, label_smoothing=0.1, center_loss_weight=0.5),
+    optimizer=dataclasses.replace(config.optimizer, weight_decay=5e-4, warmup_steps=2))
+for name, strategy in (("bot_one", one_device), ("bot_two", mirrored)):
+    summaries[name] = train.run(bot, f"{root}/{name}", strategy=strategy)
 fp16 = with_train(tiny_config(market), mixed_precision="float16", max_steps=3)
 summaries["fp16"] = train.run(fp16, f"{root}/fp16", strategy=mirrored)
 print("SUMMARIES " + json.dumps(summaries))
@@ -70,6 +78,10 @@ def test_mirrored_strategy_runs_train_run_like_one_device(market_dir, tmp_path):
         assert os.path.exists(os.path.join(out, "export", "4", "saved_model.pb"))
         assert summaries[name]["step"] == 4
     assert summaries["two"]["final"]["mAP"] == pytest.approx(summaries["one"]["final"]["mAP"], abs=1e-4)
+    bot_one, bot_two = (tensorboard_losses(str(tmp_path / n)) for n in ("bot_one", "bot_two"))
+    assert sorted(bot_one) == sorted(bot_two) == [1, 2, 3]
+    np.testing.assert_allclose([bot_two[s] for s in (1, 2, 3)], [bot_one[s] for s in (1, 2, 3)], rtol=1e-5)
+    assert bot_one[3] != bot_one[1]
     # Loss scaling under a strategy: finite losses, checkpoints of the scaled optimiser.
     fp16 = tensorboard_losses(str(tmp_path / "fp16"))
     assert sorted(fp16) == [1, 2, 3] and all(np.isfinite(v) for v in fp16.values())
@@ -132,7 +144,7 @@ def test_two_workers_train_like_one_process_and_only_the_chief_writes(market_dir
     for code, err in results:
         assert code == 0, err[-3000:]
     assert "on 2 replica(s) of 2 worker(s), batch 8" in results[0][1]
-    assert sorted(os.listdir(out)) == ["checkpoints", "config.json", "export", "flags.cfg",
+    assert sorted(os.listdir(out)) == ["checkpoints", "config.json", "export", "flags.cfg", "started.txt",
                                        "tensorboard", "validation.jsonl"]  # no lock, no temporaries
     assert checkpoint_steps(str(out)) == [2, 4]
     assert [r["step"] for r in run_dir.read_validations(str(out / "validation.jsonl"))] == [2, 4]

@@ -34,7 +34,7 @@ def parse(request):
 
 
 def test_every_log_row_has_a_flagfile():
-    assert set(LOG_ROWS) | {"base.cfg", "quickstart.cfg"} == set(FLAGFILES)
+    assert set(LOG_ROWS) | {"base.cfg", "quickstart.cfg", "resnet_bot.cfg"} == set(FLAGFILES)
 
 
 @pytest.mark.parametrize("name", [n for n in FLAGFILES if n != "base.cfg"])
@@ -42,8 +42,8 @@ def test_flagfile_parses_and_builds(parse, name):
     config = parse(f"--flagfile=flags/{name}", "--backbone_weights=none", "--image_height=64",
                    "--image_width=32")
     model = model_lib.build_run_model(config)
-    out = model(tf.zeros([2, 64, 32, 3]), training=False)
-    assert out.shape == (2, config.model.embedding_dim)
+    out = model_lib.embeddings_of(model(tf.zeros([2, 64, 32, 3]), training=False))
+    assert out.shape == (2, config.model.embedding_dim if config.model.head != "none" else 2048)
     if name in LOG_ROWS:  # the log's common settings
         assert config.model.backbone == "resnet50" and config.data.return_id_num == 20
         assert config.data.image_num_every_id == 4 and config.optimizer.decay_steps == 10000
@@ -88,7 +88,8 @@ def test_flags_after_the_flagfile_override_it(parse):
 
 def test_quickstart_uses_the_same_code_with_small_values(parse):
     config = parse("--flagfile=flags/quickstart.cfg")
-    assert config.data.dataset == "synthetic" and config.model.backbone == "small"
+    assert config.data.dataset == "synthetic" and config.model.backbone == "resnet50"
+    assert config.model.backbone_weights == "none" and config.model.neck == "bnneck"
     assert config.train.eval_before_training and config.train.max_steps <= 1000
 
 
@@ -109,3 +110,30 @@ def test_effective_flags_are_a_reusable_flagfile(parse, tmp_path):
     (tmp_path / "flags.cfg").write_text(text)
     assert "--head=fc" in text
     assert parse(f"--flagfile={tmp_path / 'flags.cfg'}") == config
+
+
+def test_resnet_bot_is_bots_published_configuration(parse):
+    bot = parse("--flagfile=flags/resnet_bot.cfg")
+    d, m, loss, o = bot.data, bot.model, bot.loss, bot.optimizer
+    assert (d.image_height, d.image_width, d.return_id_num, d.image_num_every_id) == (256, 128, 16, 4)
+    assert d.augment == "bot" and m.last_stride == 1 and m.head == "none" and m.neck == "bnneck"
+    assert m.neck_feat == "after" and m.backbone_weights == "imagenet"
+    assert loss.margin == "0.3" and loss.id_loss_weight == 1.0 and loss.label_smoothing == 0.1
+    assert loss.center_loss_weight == 5e-4 and loss.center_learning_rate == 0.5
+    steps_per_epoch = 12936 // 64
+    assert o.initial_learning_rate == o.lr_values[0] == 3.5e-4 and o.weight_decay == 5e-4
+    assert o.lr_boundaries == (40 * steps_per_epoch, 70 * steps_per_epoch)
+    assert o.lr_values == (3.5e-4, 3.5e-5, 3.5e-6)
+    assert (o.warmup_steps, o.warmup_factor) == (10 * steps_per_epoch, 0.01)
+    assert bot.train.max_steps == 120 * steps_per_epoch
+
+
+def test_a_two_step_run_of_resnet_bot(parse, tmp_path, market_dir):
+    from reid_tf import train
+
+    config = parse("--flagfile=flags/resnet_bot.cfg", "--backbone_weights=none", "--image_height=64",
+                   "--image_width=32", "--dataset=market1501", f"--data_dir={market_dir}",
+                   "--return_id_num=4", "--image_num_every_id=2", "--valid_ids=2", "--train_eval_ids=2",
+                   "--max_steps=2", "--eval_every=2", "--checkpoint_every=2", "--warmup_steps=1")
+    summary = train.run(config, str(tmp_path / "bot"))
+    assert summary["step"] == 2 and np.isfinite(summary["final"]["mAP"])

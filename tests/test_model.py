@@ -153,7 +153,7 @@ def test_resnet_backbone_uses_the_fused_batch_norm():
 
 def test_fused_copy_keeps_a_backbones_weights_and_outputs():
     plain = keras.applications.ResNet50(include_top=False, weights=None, input_shape=SHAPE)
-    fused = model_lib.with_fused_batch_norm(plain)
+    fused = model_lib.rebuilt_backbone(plain)
     assert fused.name == plain.name and fused.count_params() == plain.count_params()
     x = _images(4) - 128.0
     np.testing.assert_allclose(fused(x, training=False), plain(x, training=False), rtol=1e-4, atol=1e-4)

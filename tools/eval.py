@@ -1,6 +1,7 @@
 """Scores a model or a features file with the Market-1501 protocol (and re-ranking).
 
-  python tools/eval.py --saved_model=runs/quickstart/export/600 --data_dir=DATA [--rerank] [--flip]
+  python tools/eval.py --model=runs/quickstart/export/600 --data_dir=DATA [--rerank] [--flip]
+  python tools/eval.py --model=exports/tflite/600/model.tflite --data_dir=DATA
   python tools/eval.py --features=features.npz --rerank --output_json=scores.json
 """
 
@@ -21,9 +22,9 @@ FLAGS = reid_flags.FLAGS
 
 def _embed_split():
     if not FLAGS.data_dir:
-        raise MetricsError("--saved_model needs --data_dir (a Market-1501 layout folder)")
+        raise MetricsError("--model needs --data_dir (a Market-1501 layout folder)")
     splits = datasets.load_market1501(FLAGS.data_dir)
-    embed, size = evaluate.saved_model_embed_fn(FLAGS.saved_model)
+    embed, size = evaluate.model_embed_fn(FLAGS.model or FLAGS.saved_model)
     out = {}
     for name in ("query", "gallery"):
         records = datasets.drop_unreadable(splits[name])
@@ -46,8 +47,8 @@ def _table(scores: dict) -> str:
 
 def main(argv):
     del argv
-    if bool(FLAGS.features) == bool(FLAGS.saved_model):
-        sys.exit("error: give exactly one of --features=F.npz or --saved_model=DIR (with --data_dir)")
+    if bool(FLAGS.features) == bool(FLAGS.model or FLAGS.saved_model):
+        sys.exit("error: give exactly one of --features=F.npz or --model=EXPORT (with --data_dir)")
     try:
         arrays = evaluate.load_features(FLAGS.features) if FLAGS.features else _embed_split()
         scores = evaluate.score(

@@ -1,0 +1,126 @@
+"""LiteRT and ONNX exports of a tiny run: each equals the SavedModel, int8 ranks like float, and a
+broken conversion is refused before anything is written."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+import tensorflow as tf
+from test_train import REPO, tiny_config, with_train
+
+from reid_tf import convert, data, datasets, evaluate, export, train
+
+
+@pytest.fixture(scope="module")
+def run(market_dir, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("convert") / "run")
+    train.run(with_train(tiny_config(market_dir), max_steps=30, eval_every=30, checkpoint_every=30), out)
+    return out
+
+
+def gallery_images(market_dir, n=None):
+    records = datasets.load_market1501(market_dir)["gallery"]
+    batches = data.eval_dataset(records[:n] if n else records, 64, 32)
+    return np.concatenate([b.numpy() for b, _, _ in batches]), records
+
+
+def test_tflite_and_onnx_equal_the_saved_model(run, market_dir, tmp_path):
+    images, _ = gallery_images(market_dir, 12)
+    saved, _ = evaluate.model_embed_fn(export.export_run(run, str(tmp_path / "sm")))
+    reference = saved(tf.constant(images)).numpy()
+    for fmt in ("tflite", "onnx"):
+        folder = export.export_run(run, str(tmp_path / fmt), fmt=fmt)
+        assert sorted(os.listdir(folder)) == sorted([convert.FILE_NAMES[fmt], "reid_config.json"])
+        meta = json.load(open(os.path.join(folder, "reid_config.json")))
+        assert meta["format"] == fmt and meta["verification"]["relative"] <= 1e-4
+        assert meta["verification"]["bytes"] == os.path.getsize(os.path.join(folder, meta["file"]))
+        embed, size = evaluate.model_embed_fn(os.path.join(folder, meta["file"]))
+        assert size == {"height": 64, "width": 32}
+        got = embed(images).numpy()
+        np.testing.assert_allclose(got, reference, rtol=0, atol=1e-4 * np.abs(reference).max())
+    onnx_model = onnx.load(os.path.join(tmp_path, "onnx", "30", "model.onnx"))
+    opsets = {o.domain: o.version for o in onnx_model.opset_import}
+    assert opsets[""] == convert.ONNX_OPSET
+    # The dynamic batch: one image at a time as a camera sends them.
+    one = convert.tflite_embed_fn(os.path.join(tmp_path, "tflite", "30", "model.tflite"))(images[:1])
+    np.testing.assert_allclose(one, reference[:1], atol=1e-4 * np.abs(reference).max())
+
+
+def test_int8_ranks_the_gallery_like_the_float_model(run, market_dir, tmp_path):
+    images, records = gallery_images(market_dir)
+    float_embed = convert.tflite_embed_fn(
+        os.path.join(export.export_run(run, str(tmp_path / "f"), fmt="tflite"), "model.tflite"))
+    folder = export.export_run(run, str(tmp_path / "q"), fmt="tflite", quantize="int8", calibration_images=64)
+    meta = json.load(open(os.path.join(folder, "reid_config.json")))
+    assert meta["quantize"] == "int8" and meta["verification"]["min_cosine"] >= 0.9
+    size_float = os.path.getsize(os.path.join(tmp_path, "f", "30", "model.tflite"))
+    assert os.path.getsize(os.path.join(folder, "model.tflite")) < 0.4 * size_float
+    int8_embed = convert.tflite_embed_fn(os.path.join(folder, "model.tflite"))
+    f, q = float_embed(images), int8_embed(images)
+
+    def top1(e):
+        d = ((e[:, None] - e[None]) ** 2).sum(-1)
+        np.fill_diagonal(d, np.inf)
+        return d.argmin(1)
+
+    same = (top1(f) == top1(q)).mean()
+    assert same >= 0.75, same  # each image as a query against the rest
+
+
+def test_a_conversion_that_loses_the_weights_is_refused(run, tmp_path, monkeypatch):
+    def weightless(function, quantize="none", calibration=None):  # what from_saved_model gave
+        converter = tf.lite.TFLiteConverter.from_concrete_functions(
+            [unfrozen.get_concrete_function()], unfrozen_module)
+        return converter.convert()
+
+    from reid_tf import model as model_lib
+    from reid_tf import run_dir
+
+    config = run_dir.load_config(run)
+    keras_model = model_lib.build_run_model(config, "none")
+    unfrozen_module = tf.Module()
+    unfrozen_module.model = keras_model
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 64, 32, 3], tf.float32, "images")])
+    def unfrozen(images):
+        e = keras_model(images, training=False)
+        return {"embeddings": e, "embeddings_normalized": tf.math.l2_normalize(e, axis=1)}
+
+    monkeypatch.setattr(convert, "to_tflite", weightless)
+    refusal = r"the tflite model \(none\) gives other embeddings than the model \(relative difference nan"
+    with pytest.raises(export.ExportError, match=refusal + r" > 0.0001\): not written"):
+        export.export_run(run, str(tmp_path / "bad"), fmt="tflite")
+    assert not os.path.exists(tmp_path / "bad")  # nothing written
+
+
+def test_the_eval_tool_scores_a_tflite_file(run, market_dir, tmp_path):
+    folder = export.export_run(run, str(tmp_path / "t"), fmt="tflite")
+    proc = subprocess.run([sys.executable, "tools/eval.py", f"--model={folder}/model.tflite",
+                           f"--data_dir={market_dir}"], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "queries" in proc.stdout and "mAP" in proc.stdout
+    bad = subprocess.run([sys.executable, "tools/eval.py", f"--model={tmp_path}/nothing.tflite",
+                          f"--data_dir={market_dir}"], cwd=REPO, capture_output=True, text=True)
+    assert bad.returncode == 1 and bad.stderr.strip().splitlines()[-1].startswith("error: ")
+
+
+@pytest.mark.parametrize("precision", ["bfloat16", "float16"])
+def test_a_reduced_precision_saved_model_keeps_its_signatures_and_float32_outputs(
+        run, market_dir, tmp_path, precision):
+    images, _ = gallery_images(market_dir, 8)
+    reference = evaluate.model_embed_fn(export.export_run(run, str(tmp_path / "f32")))[0](images).numpy()
+    folder = export.export_run(run, str(tmp_path / precision), precision=precision)
+    meta = json.load(open(os.path.join(folder, "assets", "reid_config.json")))
+    assert meta["precision"] == precision
+    loaded = tf.saved_model.load(folder)
+    assert set(loaded.signatures) == {"serving_default", "serving_bytes"}
+    out = loaded.signatures["serving_default"](images=tf.constant(images))
+    assert out["embeddings"].dtype == tf.float32 == out["embeddings_normalized"].dtype
+    got = out["embeddings"].numpy()
+    assert not np.array_equal(got, reference)  # it does compute in reduced precision
+    cosine = (got * reference).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(reference, axis=1)
+    assert cosine.min() > 0.99
