@@ -1,5 +1,6 @@
-"""Serving speed: the exported SavedModel's images/s at batch 64 and its batch-1 latency, against
-the Keras model's predict in the same run (ResNet50 at 224x112, float32, random weights).
+"""Serving speed: the exported SavedModel's images/s at batch 64 and its batch-1 latency, in
+float32 and bfloat16 (--precision at export), against the Keras model's predict in the same run
+(ResNet50 at 224x112, random weights).
 
   python benchmarks/serving.py [--backbone=resnet50] [--repeats=5]
 """
@@ -25,23 +26,29 @@ def main():
     config = C.RunConfig(model=C.ModelConfig(backbone=args.backbone, backbone_weights="none"))
     model = model_lib.build_run_model(config, "none")
     h, w = config.data.image_height, config.data.image_width
+    results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        path = export.export_saved_model(model, config, tmp, 1, 0)
-        signature = tf.saved_model.load(path).signatures["serving_default"]
-        results = {}
+        signatures = {
+            f"savedmodel {p}": tf.saved_model.load(export.export_saved_model(
+                model, config, tmp, i, 0, precision=p)).signatures["serving_default"]
+            for i, p in enumerate(("float32", "bfloat16"))}
         for batch in (64, 1):
             x = tf.constant(np.random.default_rng(0).uniform(0, 255, (batch, h, w, 3)).astype(np.float32))
             reps = args.repeats if batch == 64 else 10 * args.repeats
-            results[("savedmodel", batch)] = timed(
-                lambda x=x: signature(images=x)["embeddings"].numpy(), reps)
+            for kind, signature in signatures.items():
+                results[(kind, batch)] = timed(
+                    lambda x=x, s=signature: s(images=x)["embeddings"].numpy(), reps)
             results[("keras", batch)] = timed(
                 lambda x=x: model.predict(x, batch_size=64, verbose=0), reps)
-    for kind in ("savedmodel", "keras"):
-        print(f"{kind:10} batch 64: {64 / results[(kind, 64)]:7.1f} images/s;"
+    for kind in (*signatures, "keras"):
+        print(f"{kind:19} batch 64: {64 / results[(kind, 64)]:7.1f} images/s;"
               f" batch 1 latency {results[(kind, 1)] * 1000:7.1f} ms")
-    speedup = results[("keras", 64)] / results[("savedmodel", 64)]
-    latency = results[("savedmodel", 1)] / results[("keras", 1)]
+    speedup = results[("keras", 64)] / results[("savedmodel float32", 64)]
+    latency = results[("savedmodel float32", 1)] / results[("keras", 1)]
     print(f"SavedModel / Keras predict: throughput {speedup:.2f}x, batch-1 latency {latency:.2f}x")
+    bf16 = results[("savedmodel float32", 64)] / results[("savedmodel bfloat16", 64)]
+    bf16_latency = results[("savedmodel float32", 1)] / results[("savedmodel bfloat16", 1)]
+    print(f"SavedModel bfloat16 / float32: throughput {bf16:.2f}x, batch-1 speed {bf16_latency:.2f}x")
 
 
 if __name__ == "__main__":

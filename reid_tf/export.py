@@ -39,9 +39,16 @@ MAX_IMAGES_PER_REQUEST = 256
 
 class _ServingModule(tf.Module):
     def __init__(self, model: keras.Model, height: int, width: int, config_path: str,
-                 max_images: int, max_pixels: int):
+                 max_images: int, max_pixels: int, frozen: bool = False):
         super().__init__()
-        self.model = model
+        if frozen:  # weights as constants: a reduced-precision graph casts them once, at load
+            forward = convert.embedding_function(model, height, width)
+            self.forward = forward
+        else:
+            self.model = model
+
+            def forward(images):
+                return {"embeddings": model_lib.embeddings_of(self.model(images, training=False))}
         self.config_file = tf.saved_model.Asset(config_path)
 
         def at_most(count):  # every request's work is bounded by max_images images
@@ -51,8 +58,7 @@ class _ServingModule(tf.Module):
         @tf.function(input_signature=[tf.TensorSpec([None, height, width, 3], tf.float32, "images")])
         def serve_images(images):
             with tf.control_dependencies([at_most(tf.shape(images)[0])]):
-                embeddings = tf.cast(model_lib.embeddings_of(self.model(images, training=False)),
-                                     tf.float32)
+                embeddings = tf.cast(forward(images)["embeddings"], tf.float32)
             return {
                 "embeddings": embeddings,
                 "embeddings_normalized": tf.math.l2_normalize(embeddings, axis=1),
@@ -135,7 +141,7 @@ def export_saved_model(
         metadata["precision"] = precision
         run_dir_lib.write_atomic(config_path, json.dumps(metadata, indent=2, sort_keys=True))
         module = _ServingModule(clone, config.data.image_height, config.data.image_width, config_path,
-                                max_images, max_pixels)
+                                max_images, max_pixels, frozen=precision != "float32")
         tf.saved_model.save(module, folder, signatures={
             "serving_default": module.serve_images, "serving_bytes": module.serve_bytes,
         })
