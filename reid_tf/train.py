@@ -8,7 +8,6 @@ validation appended to validation.jsonl; a SavedModel export at the end.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging as std_logging
 import math
 import os
@@ -22,10 +21,9 @@ import tensorflow as tf
 from absl import app, logging
 
 from reid_tf import config as config_lib
-from reid_tf import data, datasets, distribute, evaluate, export, optim, run_dir
+from reid_tf import data, datasets, distribute, evaluate, export, objective, optim, run_dir
 from reid_tf import model as model_lib
 from reid_tf.datasets import DatasetError
-from reid_tf.losses import batch_hard_triplet_loss, batch_stats, center_loss, identity_accuracy, identity_loss
 
 
 class TrainingError(RuntimeError):
@@ -35,40 +33,9 @@ class TrainingError(RuntimeError):
 # ---------------------------------------------------------------------------- model and step
 
 
-@dataclasses.dataclass
-class IdentityHead:
-    """What BoT adds to training only: an identity classifier on the neck features and the
-    centres of the center loss, with their SGD. Left out of exports and evaluation."""
-
-    classifier: keras.layers.Layer | None = None
-    centers: tf.Variable | None = None
-    center_optimizer: keras.optimizers.Optimizer | None = None
-
-    def trackables(self) -> dict:
-        """Its checkpointed objects (none when the ID and center losses are off)."""
-        named = {"id_classifier": self.classifier, "centers": self.centers,
-                 "center_optimizer": self.center_optimizer}
-        return {k: v for k, v in named.items() if v is not None}
-
-
-def build_identity_head(loss_cfg: config_lib.LossConfig, num_classes: int, feature_dim: int,
-                        seed: int) -> IdentityHead:
-    """The classifier and centres a loss configuration needs; build inside the strategy's scope."""
-    head = IdentityHead()
-    if loss_cfg.id_loss_weight > 0:
-        head.classifier = model_lib.build_id_classifier(num_classes, seed)
-        head.classifier.build((None, feature_dim))
-    if loss_cfg.center_loss_weight > 0:  # BoT: torch.randn centres, SGD(lr 0.5) on them
-        head.centers = tf.Variable(tf.random.stateless_normal([num_classes, feature_dim], [seed, 17]),
-                                   name="centers")
-        head.center_optimizer = optim.SummedGradientsSGD(loss_cfg.center_learning_rate, name="center_sgd")
-        head.center_optimizer.build([head.centers])
-    return head
-
-
 def make_train_step(
     model: keras.Model, optimizer: keras.optimizers.Optimizer, strategy: tf.distribute.Strategy,
-    loss_cfg: config_lib.LossConfig, jit_compile: bool, head: IdentityHead | None = None,
+    loss_cfg: config_lib.LossConfig, jit_compile: bool, head: objective.IdentityHead | None = None,
     weight_decay: float = 0.0,
 ):
     """A tf.function running one step on the next global batch of a distributed iterator.
@@ -76,38 +43,21 @@ def make_train_step(
     Returns (total loss, statistics); the total is the triplet loss alone unless the ID loss,
     the center loss or weight decay are on.
     """
-    margin = loss_cfg.margin if loss_cfg.margin == "soft" else float(loss_cfg.margin)
-    head = head or IdentityHead()
-    variables = model.trainable_variables + (head.classifier.trainable_variables if head.classifier else [])
+    head = head or objective.IdentityHead()
+    variables = model.trainable_variables + head.trainable_variables()
 
     def replica_step(images, pids):
         ctx = tf.distribute.get_replica_context()
-        with tf.GradientTape(persistent=head.centers is not None) as tape:
-            outputs = model(images, training=True)
-            # The triplet (and center) loss see the features before the neck, the ID loss after.
-            features = outputs["features"] if isinstance(outputs, dict) else outputs
-            # Batch-hard mining needs the whole batch: gather every replica's share.
-            all_features = ctx.all_gather(features, axis=0)
+
+        def gather(x):  # batch-hard mining needs the whole batch: every replica's share
             # tf.identity places the iterator's tensor on the replica's device: the multi-worker
             # all_gather refuses a tensor without one ("destinations can not be empty").
-            all_pids = ctx.all_gather(tf.identity(pids), axis=0)
-            loss = batch_hard_triplet_loss(all_features, all_pids, margin, loss_cfg.mining)
-            stats = batch_stats(all_features, all_pids, margin)
-            if head.classifier is not None or head.centers is not None or weight_decay > 0:
-                stats["triplet_loss"] = loss
-            if head.classifier is not None:
-                neck = outputs["neck"] if isinstance(outputs, dict) else features
-                logits = head.classifier(ctx.all_gather(neck, axis=0))
-                stats["id_loss"] = identity_loss(logits, all_pids, loss_cfg.label_smoothing)
-                stats["id_accuracy"] = identity_accuracy(logits, all_pids)
-                loss += loss_cfg.id_loss_weight * stats["id_loss"]
-            if head.centers is not None:
-                stats["center_loss"] = center_loss(all_features, all_pids, head.centers)
-                loss += loss_cfg.center_loss_weight * stats["center_loss"]
-            if weight_decay > 0:  # L2 in the loss, as PyTorch's Adam(weight_decay) that BoT uses
-                stats["weight_decay_loss"] = 0.5 * weight_decay * tf.add_n(
-                    [tf.reduce_sum(tf.square(tf.cast(v, tf.float32))) for v in variables])
-                loss += stats["weight_decay_loss"]
+            return ctx.all_gather(tf.identity(x), axis=0)
+
+        with tf.GradientTape(persistent=head.centers is not None) as tape:
+            outputs = model(images, training=True)
+            loss, stats = objective.total_loss(outputs, pids, loss_cfg, head, weight_decay, variables,
+                                               gather)
             # Each replica holds the global loss; the sum of the replicas' gradients is its gradient.
             scaled = loss / ctx.num_replicas_in_sync
             if head.centers is not None:
@@ -244,11 +194,10 @@ def _train(config: config_lib.RunConfig, output_dir: str, strategy: tf.distribut
     with strategy.scope():
         model = model_lib.build_run_model(config)
         features = model.output["features"] if isinstance(model.output, dict) else model.output
-        head = build_identity_head(config.loss, len({r.pid for r in splits["train"]}),
+        head = objective.build_identity_head(config.loss, len({r.pid for r in splits["train"]}),
                                    features.shape[-1], t.seed)
         optimizer = optim.build_optimizer(config.optimizer, t.mixed_precision)
-        optimizer.build(model.trainable_variables
-                        + (head.classifier.trainable_variables if head.classifier else []))
+        optimizer.build(model.trainable_variables + head.trainable_variables())
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step, **head.trackables())
     run_checkpoints = os.path.join(output_dir, run_dir.CHECKPOINTS)

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from reid_tf import config as C
-from reid_tf import data, export, optim, train
+from reid_tf import data, export, objective, optim, train
 from reid_tf import model as model_lib
 from reid_tf.losses import center_loss, identity_accuracy, identity_loss
 
@@ -86,7 +86,7 @@ def test_the_bnneck_shift_stays_zero_and_centres_move_as_bot_moves_them(market_d
     config = bot_config(market_dir)
     strategy = tf.distribute.get_strategy()
     model = model_lib.build_run_model(config)
-    head = train.build_identity_head(config.loss, num_classes=6, feature_dim=16, seed=0)
+    head = objective.build_identity_head(config.loss, num_classes=6, feature_dim=16, seed=0)
     optimizer = optim.build_optimizer(config.optimizer, "none")
     step = train.make_train_step(model, optimizer, strategy, config.loss, False, head, 5e-4)
     images = tf.random.stateless_uniform([8, 64, 32, 3], [1, 2], maxval=255.0)

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 from test_train import REPO, tiny_config, with_train
 
-from reid_tf import report, run_dir, train
+from reid_tf import objective, report, run_dir, train
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def runs(market_dir, tmp_path_factory):
     train.run(with_train(base, max_steps=2, init_checkpoint=str(root / "base")), str(root / "warm"))
     train.run(with_train(base, max_steps=2), str(root / "nan"))
     patch = pytest.MonkeyPatch()
-    patch.setattr(train, "batch_hard_triplet_loss", lambda e, *a: tf.reduce_sum(e) * float("nan"))
+    patch.setattr(objective, "batch_hard_triplet_loss", lambda e, *a: tf.reduce_sum(e) * float("nan"))
     with pytest.raises(train.TrainingError):
         train.run(with_train(base, max_steps=4), str(root / "nan"))
     patch.undo()

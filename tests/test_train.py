@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from reid_tf import config as C
 from reid_tf import model as model_lib
-from reid_tf import run_dir, train
+from reid_tf import objective, run_dir, train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -120,7 +120,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(market_dir, tmp_path,
     train.run(with_train(config, max_steps=2), out)
     index = os.path.join(out, "checkpoints", "ckpt-2.index")
     before = open(index, "rb").read()
-    monkeypatch.setattr(train, "batch_hard_triplet_loss", lambda e, *a: tf.reduce_sum(e) * float("nan"))
+    monkeypatch.setattr(objective, "batch_hard_triplet_loss", lambda e, *a: tf.reduce_sum(e) * float("nan"))
     with pytest.raises(train.TrainingError, match=r"loss became nan at step 3.*ckpt-2 is kept"):
         train.run(config, out)
     assert checkpoint_steps(out) == [2] and open(index, "rb").read() == before
