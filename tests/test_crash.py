@@ -112,14 +112,17 @@ def test_kills_at_the_worst_instants_then_the_same_command_resumes(market_dir, t
     assert temporaries(out) == [] and not (out / run_dir.LOCK).exists()
 
 
-def test_sigterm_during_validation_finishes_it_and_saves_the_step(market_dir, tmp_path, monkeypatch):
-    real = evaluate.validate
-
+def sigterm_then(real):
+    """`real`, called after this process has been sent SIGTERM (a signal that lands mid-call)."""
     def interrupted(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGTERM)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(evaluate, "validate", interrupted)
+    return interrupted
+
+
+def test_sigterm_during_validation_finishes_it_and_saves_the_step(market_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(evaluate, "validate", sigterm_then(evaluate.validate))
     out = str(tmp_path / "run")
     summary = train.run(tiny_config(market_dir, max_steps=50, checkpoint_every=100), out)
     assert summary["stopped_by"] == "SIGTERM" and summary["step"] == 2
@@ -128,13 +131,7 @@ def test_sigterm_during_validation_finishes_it_and_saves_the_step(market_dir, tm
 
 
 def test_sigterm_during_the_final_export_lets_it_finish(market_dir, tmp_path, monkeypatch):
-    real = export.export_saved_model
-
-    def interrupted(*args, **kwargs):
-        os.kill(os.getpid(), signal.SIGTERM)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(export, "export_saved_model", interrupted)
+    monkeypatch.setattr(export, "export_saved_model", sigterm_then(export.export_saved_model))
     out = tmp_path / "run"
     summary = train.run(tiny_config(market_dir), str(out))
     assert summary["step"] == 4 and (out / "export" / "4" / "saved_model.pb").exists()
