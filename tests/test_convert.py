@@ -124,3 +124,20 @@ def test_a_reduced_precision_saved_model_keeps_its_signatures_and_float32_output
     assert not np.array_equal(got, reference)  # it does compute in reduced precision
     cosine = (got * reference).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(reference, axis=1)
     assert cosine.min() > 0.99
+
+
+def test_the_export_command_checks_prints_and_refuses_in_one_line(run, tmp_path):
+    def export_command(*flags):
+        return subprocess.run([sys.executable, "-m", "reid_tf.export", f"--output_dir={run}",
+                               f"--export_dir={tmp_path / 'cli'}", *flags], cwd=REPO, capture_output=True,
+                              text=True)
+
+    done = export_command("--format=onnx")
+    assert done.returncode == 0, done.stderr[-2000:]
+    printed = done.stdout.splitlines()
+    assert printed[0].startswith("model.onnx: ") and "against the model on 8 images" in printed[0]
+    assert printed[-1] == f"exported {tmp_path / 'cli' / '30'}"
+    bad = export_command("--format=onnx", "--quantize=int8", "--version=2")
+    assert bad.returncode == 1 and bad.stderr.strip().splitlines()[-1].startswith(
+        "error: --quantize applies to --format=tflite")
+    assert not (tmp_path / "cli" / "2").exists()
