@@ -26,6 +26,8 @@ setup(
         "tflite": ["ai-edge-litert"],
         # --format=onnx: the converter, and ONNX Runtime to check and run the model.
         "onnx": ["tf2onnx", "onnxruntime"],
+        # --cluster=kubernetes: the Kubernetes API client TensorFlow's resolver asks for the pods.
+        "kubernetes": ["kubernetes"],
         "test": ["pytest", "ruff", "tensorflow-serving-api", "ai-edge-litert", "tf2onnx", "onnxruntime"],
     },
 )

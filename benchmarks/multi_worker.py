@@ -11,10 +11,11 @@ at the step's shapes) are timed in the same worker processes right after the ste
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
+
+from localhost import worker_envs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -76,27 +77,13 @@ def measure(args) -> dict:
             "gradient_mb": sum(s.num_elements() for s in shapes) * 4 / 2**20}
 
 
-def free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("localhost", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def launch(argv, workers: int) -> dict:
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    env.pop("TF_CONFIG", None)
-    cluster = {"worker": [f"localhost:{p}" for p in free_ports(workers)]}
-    procs = []
-    for index in range(workers):
-        if workers > 1:
-            env = dict(env, TF_CONFIG=json.dumps({"cluster": cluster,
-                                                  "task": {"type": "worker", "index": index}}))
-        procs.append(subprocess.Popen([sys.executable, __file__, "--child", *argv], env=env,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    if workers > 1:
+        envs = worker_envs(workers, TF_CPP_MIN_LOG_LEVEL="2")
+    else:
+        envs = [{k: v for k, v in os.environ.items() if k != "TF_CONFIG"} | {"TF_CPP_MIN_LOG_LEVEL": "2"}]
+    procs = [subprocess.Popen([sys.executable, __file__, "--child", *argv], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for env in envs]
     results = []
     for proc in procs:
         out, err = proc.communicate()

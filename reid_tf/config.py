@@ -6,11 +6,43 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 
+# Limits of the work one request or image may demand (serving, training and evaluation alike).
+# Far above any person crop: an image whose header claims more pixels is refused undecoded, so a
+# small file cannot demand gigabytes.
+MAX_IMAGE_PIXELS = 4096 * 4096
+MAX_IMAGES_PER_REQUEST = 256
+# The choices of each setting (flags.py offers them; the modules that act on them check them).
+DATASETS = ("market1501", "duke", "cuhk03_np", "msmt17", "csv", "synthetic")
+CUHK03_LABELS = ("detected", "labeled")
+AUGMENTATIONS = ("none", "basic", "enhanced", "bot")
+BACKBONES = ("resnet50", "resnet101", "resnet152", "resnet50v2", "resnet101v2", "resnet152v2",
+             "mobilenet_v3_small", "mobilenet_v3_large", "efficientnetv2_b0", "efficientnetv2_b1",
+             "efficientnetv2_b2", "efficientnetv2_b3", "efficientnetv2_s", "convnext_tiny", "convnext_small",
+             "densenet121", "osnet_x1_0", "osnet_x0_75", "osnet_x0_5", "osnet_x0_25", "small")
+POOLINGS = ("avg", "max", "none")
+HEADS = ("fc1024", "fc", "none")
+NECKS = ("none", "bnneck")
+NECK_FEATS = ("before", "after")
+LAST_STRIDES = (1, 2)
+OUTPUT_ACTIVATIONS = ("none", "softmax")
+HEAD_INITS = ("truncated_normal", "keras_default")
+TRAINABLE = ("all", "head")
+MININGS = ("batch_hard", "batch_hardest")
+LR_SCHEDULES = ("exponential", "piecewise", "cosine")
+MIXED_PRECISION = ("none", "bfloat16", "float16")
+PRECISIONS = ("float32", "bfloat16", "float16")
+QUANTIZATIONS = ("none", "float16", "dynamic_range", "int8")
+PROTOCOLS = ("market1501", "official")
+CLUSTERS = ("tf_config", "slurm", "kubernetes")
+# What `python -m reid_tf.export --format` writes: a SavedModel for TF Serving, LiteRT, ONNX, or
+# the backbone's weights alone (to start another run from).
+EXPORT_FORMATS = ("saved_model", "tflite", "onnx", "backbone")
+
 
 @dataclass(frozen=True)
 class DataConfig:
-    dataset: str = "market1501"  # market1501 | duke | csv | synthetic
-    data_dir: str = ""
+    dataset: str = "market1501"  # one of DATASETS, or several comma-separated (trained as one)
+    data_dir: str = ""  # one folder per dataset, comma-separated
     train_csv: str = ""
     image_height: int = 224
     image_width: int = 112
@@ -20,11 +52,14 @@ class DataConfig:
     valid_ids: int = 50
     train_eval_ids: int = 50
     synthetic_ids: int = 200  # identities of the generated dataset (--dataset=synthetic)
+    valid_dataset: str = ""  # the dataset validation identities are held out of (default: the first)
+    cuhk03_labels: str = "detected"  # CUHK03-NP: detected | labeled boxes
+    msmt17_merge_val: bool = True  # MSMT17: train on list_val.txt too (torchreid, fast-reid)
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    backbone: str = "resnet50"  # resnet50 | resnet50v2 | small
+    backbone: str = "resnet50"  # one of BACKBONES
     backbone_weights: str = "imagenet"  # imagenet | none | PATH
     pooling: str = "avg"  # avg | max | none
     head: str = "fc1024"  # fc1024 | fc | none (the pooled feature is the embedding)
@@ -67,9 +102,11 @@ class OptimizerConfig:
 class TrainConfig:
     max_steps: int = 20001
     checkpoint_every: int = 5000
+    keep_checkpoints: int = 5  # the newest N checkpoints are kept
     eval_every: int = 5000
     eval_rerank: bool = False
     eval_before_training: bool = False
+    projector: bool = False  # write the final validation embeddings for TensorBoard's projector
     log_every: int = 100
     init_checkpoint: str = ""
     seed: int = 0
@@ -83,9 +120,11 @@ RESUMABLE_FIELDS = frozenset(
     {
         "train.max_steps",
         "train.checkpoint_every",
+        "train.keep_checkpoints",
         "train.eval_every",
         "train.eval_rerank",
         "train.eval_before_training",
+        "train.projector",
         "train.log_every",
         "train.init_checkpoint",
         "data.data_dir",

@@ -11,11 +11,12 @@ from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
+from reid_tf import console
+from reid_tf.config import QUANTIZATIONS
 from reid_tf.model import embeddings_of
 
-FORMATS = ("saved_model", "tflite", "onnx")
-QUANTIZATIONS = ("none", "float16", "dynamic_range", "int8")
 FILE_NAMES = {"tflite": "model.tflite", "onnx": "model.onnx"}
 ONNX_OPSET = 17  # taken by TensorRT 8.6+ and ONNX Runtime 1.14+
 FLOAT_TOLERANCE = 1e-4  # largest |converted - Keras| / largest |Keras| of a float conversion
@@ -76,7 +77,8 @@ def to_tflite(function, quantize: str = "none", calibration: np.ndarray | None =
         converter.representative_dataset = representative
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     try:
-        return converter.convert()
+        with console.native_lines_dropped(r"^fully_quantize: ", r"^INFO: Created TensorFlow Lite"):
+            return converter.convert()
     except Exception as e:  # noqa: BLE001 - the converter raises many kinds
         raise ConversionError(f"LiteRT conversion failed: {str(e).strip().splitlines()[-1][:200]}") from None
 
@@ -104,8 +106,22 @@ def tflite_embed_fn(model: str | bytes, threads: int | None = None) -> Callable[
         raise ConversionError("running a .tflite model needs ai-edge-litert: pip install -e '.[tflite]'") \
             from None
     kwargs = {"model_content": model} if isinstance(model, bytes) else {"model_path": model}
-    interpreter = Interpreter(num_threads=threads, **kwargs)
-    runner = interpreter.get_signature_runner()
+
+    def ready(**options):
+        with console.native_lines_dropped(r"^INFO: Created TensorFlow Lite XNNPACK delegate"):
+            runner = Interpreter(num_threads=threads, **kwargs, **options).get_signature_runner()
+            runner(images=np.zeros([1, *runner.get_input_details()["images"]["shape"][1:]], np.float32))
+        return runner
+
+    try:
+        runner = ready()
+    except RuntimeError as e:  # XNNPACK refuses some int8 models (quantisation scales out of its range)
+        if "XNNPACK" not in str(e):
+            raise ConversionError(f"LiteRT cannot run the model: {str(e).splitlines()[0][:200]}") from None
+        from ai_edge_litert.interpreter import OpResolverType
+
+        logging.warning("LiteRT's XNNPACK delegate cannot take this model: its own kernels run it (slower)")
+        runner = ready(experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
 
     def embed(images):
         return runner(images=np.asarray(images, np.float32))["embeddings"]

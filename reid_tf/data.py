@@ -13,9 +13,9 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from reid_tf.config import AUGMENTATIONS
 from reid_tf.datasets import DatasetError, Record
 
-AUGMENTATIONS = ("none", "basic", "enhanced", "bot")
 IMAGENET_MEAN = (123.675, 116.28, 103.53)  # RGB, [0, 255]: BoT's random-erasing fill
 BOT_PADDING = 10  # BoT pads 10 px at 256x128; scaled with the input height
 CROP_MARGIN = 1.125  # "crop image": resize 12.5% larger, then crop back (TriNet: 288x144 -> 256x128)

@@ -1,24 +1,34 @@
-"""Distribution: the strategy, this process's role (chief or worker), and agreement across workers.
+"""Distribution: the cluster and the strategy, this process's role (chief or worker), agreement
+across workers, and what happens when one of them is lost.
 
 One device, every GPU of a machine (MirroredStrategy) or several machines (MultiWorkerMirrored-
-Strategy with TF_CONFIG): the loop is the same. The chief (worker 0, or the task of type
-"chief") alone writes the run folder; the other workers take part in every collective, including
-checkpoint saves, whose copies they write to a local temporary folder and delete, as TensorFlow's
-multi-worker guide prescribes.
+Strategy, its cluster from TF_CONFIG, Slurm or Kubernetes through TensorFlow's cluster
+resolvers): the loop is the same. The chief (worker 0, or the task of type "chief") alone writes
+the run folder; the other workers take part in every collective, including checkpoint saves,
+whose copies they write to a local temporary folder and delete, as TensorFlow's multi-worker
+guide prescribes. A lost worker is detected by TensorFlow's coordination service (heartbeats),
+which aborts every worker's collectives; `GroupWatch` turns that abort into one line and an exit.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import os
+import re
 import shutil
+import sys
 import tempfile
+import threading
+import time
 import uuid
 from collections.abc import Callable
 
 import tensorflow as tf
+
+from reid_tf.config import CLUSTERS
 
 
 class DistributionError(RuntimeError):
@@ -34,10 +44,48 @@ class Role:
     num_workers: int = 1
 
 
-def choose_strategy() -> tf.distribute.Strategy:
-    """Several machines with TF_CONFIG, else every GPU of this machine, else one device."""
-    if os.environ.get("TF_CONFIG"):
-        return tf.distribute.MultiWorkerMirroredStrategy()
+def cluster_resolver(kind: str = "tf_config", port: int = 23456, kubernetes_job: str = ""):
+    """TensorFlow's resolver of the cluster this process belongs to, or None on one machine:
+    TF_CONFIG (when set), Slurm's job step (srun), or a Kubernetes Indexed Job's pods."""
+    from tensorflow.python.distribute import cluster_resolver as resolvers
+
+    if kind == "tf_config":
+        return resolvers.TFConfigClusterResolver() if os.environ.get("TF_CONFIG") else None
+    if kind == "slurm":
+        if "SLURM_PROCID" not in os.environ:
+            raise DistributionError("--cluster=slurm: no SLURM_PROCID here; start every task with srun")
+        if os.environ.get("CUDA_VISIBLE_DEVICES") or shutil.which("nvidia-smi"):
+            return resolvers.SlurmClusterResolver(port_base=port)  # each task gets its node's GPUs
+        # CPU nodes: the resolver hands out one "GPU" slot a task, so give it as many as tasks.
+        tasks = max(int(n.split("(")[0]) for n in os.environ.get("SLURM_STEP_TASKS_PER_NODE", "1").split(","))
+        return resolvers.SlurmClusterResolver(port_base=port, gpus_per_node=tasks, gpus_per_task=1,
+                                              auto_set_gpu=False)
+    if kind == "kubernetes":
+        return IndexedJobResolver(kubernetes_job, port)
+    raise DistributionError(f"--cluster={kind}: one of {', '.join(CLUSTERS)}")
+
+
+def configure_coordination(resolver, heartbeat_timeout: float) -> None:
+    """Set the coordination service's heartbeat timeout (how long a silent worker is still taken
+    for alive) before the strategy starts it; a chief busy for longer keeps its heartbeats."""
+    from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
+    from tensorflow.python.distribute import multi_worker_util
+    from tensorflow.python.eager import context
+
+    spec = resolver.cluster_spec()
+    context.context().configure_coordination_service(
+        service_type="standalone", service_leader=multi_worker_util.coordination_leader(spec),
+        coordinated_jobs=[coordination_config_pb2.CoordinatedJob(name=job, num_tasks=spec.num_tasks(job))
+                          for job in ("chief", "worker") if job in spec.jobs],
+        heartbeat_timeout_in_ms=int(heartbeat_timeout * 1000))
+
+
+def choose_strategy(resolver=None, heartbeat_timeout: float = 10.0) -> tf.distribute.Strategy:
+    """Several machines (a resolver, or TF_CONFIG), else every GPU of this machine, else one device."""
+    resolver = resolver or cluster_resolver()
+    if resolver is not None:
+        configure_coordination(resolver, heartbeat_timeout)
+        return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
     gpus = tf.config.list_logical_devices("GPU")
     if len(gpus) > 1:
         return tf.distribute.MirroredStrategy()
@@ -113,3 +161,138 @@ class CheckpointDir:
             shutil.rmtree(self.path, ignore_errors=True)
 
     close = after_save
+
+
+# ---------------------------------------------------------------------------- Kubernetes
+
+
+class IndexedJobResolver(tf.distribute.cluster_resolver.KubernetesClusterResolver):
+    """TensorFlow's KubernetesClusterResolver for the pods of an Indexed Job behind a headless
+    Service: every pod of `job-name=JOB`, ordered by completion index, addressed by its DNS name
+    (hostname.subdomain, which the Service resolves) rather than its node's IP (TF's default, which
+    two pods on one node would share); this pod's index is JOB_COMPLETION_INDEX. Pods not yet
+    running are waited for, up to `wait` seconds."""
+
+    def __init__(self, job: str, port: int, client=None, wait: float = 600.0):
+        if "JOB_COMPLETION_INDEX" not in os.environ:
+            raise DistributionError("--cluster=kubernetes runs in the pods of an Indexed Job (no"
+                                    " JOB_COMPLETION_INDEX here): see docs/kubernetes.yaml")
+        if client is None:
+            try:
+                from kubernetes import client as k8s_client
+                from kubernetes import config as k8s_config
+            except ImportError:
+                raise DistributionError('--cluster=kubernetes needs the Kubernetes client: pip install -e'
+                                        ' ".[kubernetes]"') from None
+            k8s_config.load_incluster_config()
+            client = k8s_client.CoreV1Api()
+        super().__init__({"worker": [f"job-name={job}"]}, tf_server_port=port, override_client=client)
+        self.job, self.port, self.wait = job, port, wait
+        self.task_type, self.task_id = "worker", int(os.environ["JOB_COMPLETION_INDEX"])
+
+    def cluster_spec(self) -> tf.train.ClusterSpec:
+        deadline = time.time() + self.wait
+        while True:
+            answer = self._override_client.list_pod_for_all_namespaces(label_selector=f"job-name={self.job}")
+            pods = answer.items
+            waiting = [p.metadata.name for p in pods if p.status.phase != "Running"]
+            if pods and not waiting:
+                break
+            if time.time() > deadline:
+                raise DistributionError(f"--cluster=kubernetes: pods of job {self.job} not running after"
+                                        f" {self.wait:.0f} s: {', '.join(waiting) or 'none found'}")
+            time.sleep(2.0)
+        index = "batch.kubernetes.io/job-completion-index"
+        pods = sorted(pods, key=lambda p: int(p.metadata.annotations[index]))
+        return tf.train.ClusterSpec({"worker": [f"{p.spec.hostname}.{p.spec.subdomain}:{self.port}"
+                                                for p in pods]})
+
+
+# ---------------------------------------------------------------------------- a lost worker
+
+_TASK = re.compile(r"/job:(\w+)/replica:\d+/task:(\d+)")
+_ADDRESS = re.compile(r"(?:ipv4:|ipv6:|dns:)?\[?([\w.\-:]+?)\]?:(\d+)\b")
+_reported = threading.Event()
+
+
+def lost_worker_line(error: BaseException, strategy) -> str | None:
+    """One line naming the worker whose loss `error` reports (index, host:port, how it was
+    seen) and what to do; None when the error is not a lost worker's."""
+    text = str(error)
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not isinstance(error, tf.errors.OpError) or "aborted" not in text.lower() and \
+            "unhealthy" not in text:
+        return None
+    spec = resolver.cluster_spec().as_dict()
+    own = (resolver.task_type, int(resolver.task_id or 0))
+    order = [(job, i) for job in ("chief", "worker") for i in range(len(spec.get(job, [])))]
+    unhealthy = text.split("unhealthy", 1)[1] if "unhealthy" in text else text
+    tasks = [(job, int(i)) for job, i in _TASK.findall(unhealthy) if (job, int(i)) != own]
+    if not tasks:  # a connection to an address failed: which task listens there
+        addresses = {address: task for task in order for address in [spec[task[0]][task[1]]]}
+        tasks = [addresses[f"{host}:{port}"] for host, port in _ADDRESS.findall(text)
+                 if f"{host}:{port}" in addresses and addresses[f"{host}:{port}"] != own]
+    cause = ("it stopped sending heartbeats" if "unhealthy" in text else
+             "its connection was refused" if "refused" in text.lower() else
+             "its connection was reset" if "reset" in text.lower() else "its collectives failed")
+    if tasks:
+        job, i = tasks[0]
+        who = f"worker {order.index((job, i))} ({spec[job][i]})"
+    else:
+        who = "a worker"
+    return (f"lost {who}: {cause}. The group cannot go on without it: start every worker again with the"
+            " same command; they resume from the last checkpoint")
+
+
+def report_lost_worker(line: str) -> bool:
+    """Print the line once per process (the watch and the loop may both see the loss)."""
+    if _reported.is_set():
+        return False
+    _reported.set()
+    print(f"error: {line}", file=sys.stderr, flush=True)
+    return True
+
+
+class GroupWatch:
+    """Exits this worker within seconds of the loss of another, at any instant: the coordination
+    service aborts this worker's collective executor when a worker stops sending heartbeats (or
+    its connection fails), and a one-worker collective every `interval` seconds, a no-op
+    otherwise, sees that abort even while this worker does not communicate (the chief during a
+    long validation or export). `on_lost` runs before the exit (the chief releases its lock)."""
+
+    _keys = itertools.count(1)
+
+    def __init__(self, strategy, on_lost: Callable[[], None] | None = None, interval: float = 5.0):
+        self.strategy, self.on_lost, self.interval = strategy, on_lost, interval
+        self._stop = threading.Event()
+        self._thread = None
+
+    def __enter__(self) -> GroupWatch:
+        if role_of(self.strategy).num_workers > 1:
+            self._thread = threading.Thread(target=self._watch, daemon=True, name="group-watch")
+            self._thread.start()
+        return self
+
+    def _probe(self) -> None:
+        resolver = self.strategy.cluster_resolver
+        with tf.device(f"/job:{resolver.task_type}/replica:0/task:{resolver.task_id}/device:CPU:0"):
+            tf.raw_ops.CollectiveReduceV2(
+                input=tf.zeros([1]), group_size=tf.constant(1),
+                group_key=tf.constant(1_000_000 + role_of(self.strategy).worker_index),
+                instance_key=tf.constant(next(self._keys)), ordering_token=[], merge_op="Add", final_op="Id")
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self._probe()
+            except tf.errors.OpError as e:
+                line = lost_worker_line(e, self.strategy)
+                if line is None or self._stop.is_set():
+                    continue
+                if self.on_lost is not None:
+                    self.on_lost()
+                if report_lost_worker(line):
+                    os._exit(1)  # the main thread may be in a long validation: end now
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()

@@ -60,6 +60,65 @@ def saved_model_embed_fn(path: str) -> tuple[Callable[[tf.Tensor], tf.Tensor], d
     return embed, {"height": int(spec.shape[1]), "width": int(spec.shape[2])}
 
 
+CONFIG_FILE = "reid_config.json"  # beside every export's model (in assets/ for a SavedModel)
+
+
+def find_export(path: str) -> str:
+    """The exported model `path` names: a model itself, a version folder, or a training run's
+    folder (its latest export/<step>/)."""
+    exports = os.path.join(path, "export")
+    if tf.io.gfile.exists(os.path.join(path, "config.json")) and tf.io.gfile.isdir(exports):
+        versions = [name.rstrip("/") for name in tf.io.gfile.listdir(os.path.join(path, "export"))]
+        versions = sorted((int(v) for v in versions if v.isdigit()), reverse=True)
+        if not versions:
+            raise metrics.MetricsError(f"{path} is a run folder without an export: export it first"
+                                       " (python -m reid_tf.export --output_dir=RUN --export_dir=DIR)")
+        return os.path.join(path, "export", str(versions[0]))
+    if not tf.io.gfile.exists(path):
+        raise metrics.MetricsError(f"{path} not found: --model takes an export or a training run's folder")
+    return path
+
+
+def export_config(path: str) -> dict:
+    """The settings an export carries (reid_config.json: input size, the run's configuration)."""
+    folder = path if tf.io.gfile.isdir(path) else os.path.dirname(path)
+    for candidate in (os.path.join(folder, "assets", CONFIG_FILE), os.path.join(folder, CONFIG_FILE)):
+        if tf.io.gfile.exists(candidate):
+            with tf.io.gfile.GFile(candidate) as f:
+                return json.load(f)
+    return {}
+
+
+def keras_model_of_export(path: str):
+    """The Keras model inside a float32 SavedModel export (rebuilt from the configuration it
+    carries, its weights read from the SavedModel's variables), for what needs more than the
+    embeddings: activation maps. LiteRT, ONNX and reduced-precision (frozen) exports have none."""
+    from reid_tf import config as config_lib
+    from reid_tf import model as model_lib
+
+    variables = os.path.join(path, "variables", "variables")
+    meta = export_config(path)
+    frozen = meta.get("precision", "float32") != "float32"
+    if not tf.io.gfile.exists(variables + ".index") or "config" not in meta or frozen:
+        raise metrics.MetricsError(
+            f"{path} does not carry the Keras model (only a float32 SavedModel export or a run folder does;"
+            " LiteRT, ONNX and bfloat16/float16 exports do not): point --model at one")
+    model = model_lib.build_run_model(config_lib.RunConfig.from_dict(meta["config"]), backbone_weights="none")
+    tf.train.Checkpoint(model=model).read(variables).expect_partial().assert_existing_objects_matched()
+    return model
+
+
+def activation_maps(model, images: np.ndarray) -> np.ndarray:
+    """torchreid's activation maps: per image, the sum over channels of the squared last feature
+    map of the backbone (its channel-wise squared L2 norm), L2-normalised over positions."""
+    from reid_tf.model import backbone_of
+
+    features = backbone_of(model)(model.get_layer("preprocessing")(images), training=False)
+    maps = tf.reduce_sum(tf.square(tf.cast(features, tf.float32)), axis=-1)
+    flat = tf.reshape(maps, [tf.shape(maps)[0], -1])
+    return tf.reshape(tf.math.l2_normalize(flat, axis=1), tf.shape(maps)).numpy()
+
+
 def model_embed_fn(path: str) -> tuple[Callable[[tf.Tensor], tf.Tensor], dict]:
     """Embeddings by an exported model, whichever its format: a SavedModel folder, a .tflite or an
     .onnx file (or the version folder holding one), with its input height/width."""
@@ -121,14 +180,30 @@ def score(
     rerank_too: bool = False, k1: int = 20, k2: int = 6, lambda_value: float = 0.3,
     protocol: str = "market1501",
 ) -> dict:
-    """mAP, rank-1/5/10/20, mINP and the CMC curve; with `_rerank` keys when re-ranking too."""
+    """mAP, rank-1/5/10/20, mINP and the CMC curve; with `_rerank` keys when re-ranking too.
+
+    Queries are scored a block at a time (the plain and the re-ranked distances of a block from
+    one matrix product), so the query x gallery matrix is never held whole: MSMT17's test split
+    (11,659 x 82,161) fits in a few GiB.
+    """
     check_features(query_features, gallery_features, query_pids, gallery_pids)
+    qf, gf = np.asarray(query_features, np.float32), np.asarray(gallery_features, np.float32)
     ids = (query_pids, gallery_pids, query_camids, gallery_camids)
-    results = _summary(metrics.evaluate_rank(
-        euclidean_distances(query_features, gallery_features), *ids, protocol=protocol), "")
+    plain = metrics.RankAccumulator(*ids, protocol=protocol)
+    reranked = metrics.RankAccumulator(*ids, protocol=protocol) if rerank_too else None
+    encoding = rerank.KReciprocal.of_features(qf, gf, k1, k2, lambda_value) if rerank_too else None
+    distances = metrics.distances_from(gf)
+
+    def block(start: int, stop: int) -> None:
+        d = distances(qf[start:stop])
+        plain.add(start, stop, d)
+        if encoding is not None:
+            reranked.add(start, stop, encoding.distances(start, stop, np.square(d)))
+
+    metrics.for_blocks(len(qf), metrics.block_rows(len(gf)), block)
+    results = _summary(plain.result(), "")
     if rerank_too:
-        reranked = rerank.re_ranking_features(query_features, gallery_features, k1, k2, lambda_value)
-        results.update(_summary(metrics.evaluate_rank(reranked, *ids, protocol=protocol), "_rerank"))
+        results.update(_summary(reranked.result(), "_rerank"))
     return results
 
 
@@ -158,6 +233,32 @@ def load_features(path: str) -> dict:
         return {k: f[k] for k in FEATURE_KEYS}
 
 
+def embedding_statistics(query_features: np.ndarray, gallery_features: np.ndarray) -> dict:
+    """How spread the embeddings are: their mean L2 norm, and the mean and standard deviation of
+    query-gallery distances. A collapsed model shows a norm near 0, or distances all alike."""
+    features = np.concatenate([query_features, gallery_features]).astype(np.float64)
+    distances = euclidean_distances(query_features, gallery_features).astype(np.float64)
+    return {"embedding_norm": float(np.linalg.norm(features, axis=1).mean()),
+            "distance_mean": float(distances.mean()), "distance_std": float(distances.std())}
+
+
+def is_collapsed(row: dict, tolerance: float = 1e-3, zero_norm: float = 1e-6) -> str:
+    """Why a validation row shows a collapsed embedding ("" when it does not): every embedding
+    at 0, all at one point, or all distances alike. Ranking is scale-free, so small embeddings
+    are collapsed only where float32 can no longer tell them apart; the other two tests are
+    relative (distances against norms, their spread against their mean)."""
+    norm, mean, std = (row.get(k) for k in ("embedding_norm", "distance_mean", "distance_std"))
+    if norm is None or mean is None or std is None:
+        return ""
+    if norm < zero_norm:
+        return f"embeddings near 0 (norm {norm:.2g})"
+    if mean < tolerance * norm:
+        return f"all embeddings at one point (distance {mean:.2g}, norm {norm:.2g})"
+    if std < tolerance * mean:
+        return f"all distances alike ({mean:.3g} ± {std:.2g})"
+    return ""
+
+
 def validate(embed_fn: Callable[[tf.Tensor], tf.Tensor], splits: dict, height: int, width: int,
              step: int, rerank_too: bool = False) -> dict:
     """A validation row: mAP, rank-1, mINP on held-out identities (`splits["valid"]`) and, with a
@@ -168,6 +269,8 @@ def validate(embed_fn: Callable[[tf.Tensor], tf.Tensor], splits: dict, height: i
             continue
         q = embed_records(embed_fn, query, height, width)
         g = embed_records(embed_fn, gallery, height, width)
+        if not prefix:
+            result.update(embedding_statistics(q[0], g[0]))
         try:
             scores = score(q[0], g[0], q[1], g[1], q[2], g[2], rerank_too=rerank_too and not prefix)
         except metrics.MetricsError as e:
@@ -176,4 +279,7 @@ def validate(embed_fn: Callable[[tf.Tensor], tf.Tensor], splits: dict, height: i
         for key in ("mAP", "rank1", "mINP", "mAP_rerank", "rank1_rerank"):
             if key in scores:
                 result[prefix + key] = round(scores[key], 6)
+    for key in ("embedding_norm", "distance_mean", "distance_std"):
+        if key in result:
+            result[key] = float(f"{result[key]:.6g}")
     return result

@@ -12,7 +12,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import sys
+import tempfile
 import uuid
 from collections.abc import Callable
 
@@ -21,20 +23,17 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from reid_tf import backbones, console, convert, data, datasets
 from reid_tf import config as config_lib
-from reid_tf import convert, data, datasets
 from reid_tf import model as model_lib
 from reid_tf import run_dir as run_dir_lib
-from reid_tf.datasets import MAX_IMAGE_PIXELS
+from reid_tf.config import EXPORT_FORMATS, MAX_IMAGE_PIXELS, MAX_IMAGES_PER_REQUEST, PRECISIONS
 
 CONFIG_ASSET = "reid_config.json"
 
 
 class ExportError(RuntimeError):
     """An export that cannot be done; the message names the folder and what to do."""
-
-
-MAX_IMAGES_PER_REQUEST = 256
 
 
 class _ServingModule(tf.Module):
@@ -102,7 +101,6 @@ def _write_version(export_dir: str, version: int, overwrite: bool, write: Callab
     return final
 
 
-PRECISIONS = ("float32", "bfloat16", "float16")
 
 
 def _copy_in(model: keras.Model, config: config_lib.RunConfig, precision: str = "float32") -> keras.Model:
@@ -142,9 +140,10 @@ def export_saved_model(
         run_dir_lib.write_atomic(config_path, json.dumps(metadata, indent=2, sort_keys=True))
         module = _ServingModule(clone, config.data.image_height, config.data.image_width, config_path,
                                 max_images, max_pixels, frozen=precision != "float32")
+        # Serving needs no gradients: custom ones (EfficientNet's swish under bfloat16) are not saved.
         tf.saved_model.save(module, folder, signatures={
             "serving_default": module.serve_images, "serving_bytes": module.serve_bytes,
-        })
+        }, options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
 
     return _write_version(export_dir, version, overwrite, write)
 
@@ -158,7 +157,7 @@ def export_converted(
     converted model, run in its own runtime on `check_images`, gives the model's embeddings.
     Returns the folder and the measured difference (and the file's size)."""
     if fmt not in convert.FILE_NAMES:
-        raise ExportError(f"--format={fmt}: one of {convert.FORMATS}")
+        raise ExportError(f"--format={fmt}: one of {', '.join(convert.FILE_NAMES)}")
     if fmt == "onnx" and quantize != "none":
         raise ExportError("--quantize applies to --format=tflite; quantise ONNX in its own tools"
                           " (onnxruntime.quantization, TensorRT's int8 calibration)")
@@ -197,6 +196,34 @@ def export_converted(
     return _write_version(export_dir, version, overwrite, write), difference
 
 
+BACKBONE_FILE = "backbone.weights.h5"
+
+
+def export_backbone(model: keras.Model, config: config_lib.RunConfig, export_dir: str, version: int,
+                    step: int, overwrite: bool = False) -> str:
+    """Write DIR/<version>/backbone.weights.h5, the Keras weights of the model's backbone alone,
+    laid out as keras.applications' network: `--backbone_weights=PATH` starts another run from it
+    (pretrain on one dataset, fine-tune on another)."""
+    m, d = config.model, config.data
+    shape = (d.image_height, d.image_width, 3)
+    metadata = {"format": "backbone", "file": BACKBONE_FILE, "backbone": m.backbone,
+                "input_height": d.image_height, "input_width": d.image_width, "step": int(step),
+                "use": f"--backbone={m.backbone} --backbone_weights=PATH", "config": config.to_dict()}
+
+    def write(folder):
+        tf.io.gfile.makedirs(folder)
+        local = os.path.join(tempfile.mkdtemp(prefix="reid_tf-backbone-"), BACKBONE_FILE)
+        try:  # h5py writes local files; the copy reaches any TensorFlow file system
+            model_lib.save_backbone_weights(model_lib.backbone_of(model), m.backbone, shape, local)
+            tf.io.gfile.copy(local, os.path.join(folder, BACKBONE_FILE), overwrite=True)
+        finally:
+            shutil.rmtree(os.path.dirname(local), ignore_errors=True)
+        run_dir_lib.write_atomic(os.path.join(folder, CONFIG_ASSET),
+                                 json.dumps(metadata, indent=2, sort_keys=True))
+
+    return _write_version(export_dir, version, overwrite, write)
+
+
 def _move_folder(source: str, destination: str) -> None:
     """Rename a folder: atomic on a local file system. Object stores (gs://, s3://) have no
     folders to rename, so their files move one by one, saved_model.pb last: a server that
@@ -226,8 +253,8 @@ def export_metadata(config: config_lib.RunConfig, step: int, embedding_dim: int,
         "embedding": ("the head's output" if config.model.neck == "none"
                       else f"{config.model.neck_feat} the BNNeck"),
         "backbone": config.model.backbone,
-        "preprocessing": "inside the model: " + (
-            "caffe (BGR, ImageNet mean)" if config.model.backbone == "resnet50" else "[-1, 1]"),
+        "preprocessing": "inside the model: " + backbones.PREPROCESSING_TEXT[
+            backbones.preprocessing(config.model.backbone)],
         "resize": "bilinear to input_height x input_width",
         "step": int(step),
         "config": config.to_dict(),
@@ -286,6 +313,12 @@ def export_run(run_dir: str, export_dir: str, step: int | None = None, version: 
         raise ExportError(f"checkpoint {path} does not fit the run's config: {str(e)[:200]}") from None
     step_value = int(step_var.numpy())
     version = step_value if version is None else version
+    if fmt not in EXPORT_FORMATS:
+        raise ExportError(f"--format={fmt}: one of {', '.join(EXPORT_FORMATS)}")
+    if fmt == "backbone":
+        if quantize != "none" or precision != "float32":
+            raise ExportError("--format=backbone writes the float32 weights: drop --quantize and --precision")
+        return export_backbone(model, config, export_dir, version, step_value, overwrite)
     if fmt == "saved_model":
         if quantize != "none":
             raise ExportError("--quantize applies to --format=tflite")
@@ -309,6 +342,7 @@ def main(argv):
     del argv
     from reid_tf.flags import FLAGS
 
+    console.quiet()
     try:
         path = export_run(FLAGS.output_dir, FLAGS.export_dir, FLAGS.step, FLAGS.version,
                           FLAGS.overwrite, FLAGS.max_images_per_request, FLAGS.max_image_pixels,
@@ -316,7 +350,7 @@ def main(argv):
                           FLAGS.precision)
     except ExportError as e:
         sys.exit(f"error: {e}")
-    if FLAGS.format != "saved_model":
+    if FLAGS.format in ("tflite", "onnx"):
         with tf.io.gfile.GFile(os.path.join(path, CONFIG_ASSET)) as f:
             meta = json.load(f)
         v = meta["verification"]
@@ -329,7 +363,7 @@ def main(argv):
 if __name__ == "__main__":
     from absl import app
 
-    from reid_tf.flags import define_export_flags
+    from reid_tf.flags import define_export_flags, parse_flags
 
     define_export_flags()
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

@@ -1,15 +1,22 @@
-"""Ranking metrics with the Market-1501 protocol: mAP, CMC and mINP, vectorised over queries."""
+"""Ranking metrics with the Market-1501 protocol: mAP, CMC and mINP, query block by query block.
+
+AP, CMC and mINP need only where each true match ranks, not a sorted gallery: a match's rank is
+1 + the number of valid gallery items before it. Each block of queries is scored from its own
+distances, so no caller holds the whole query x gallery matrix unless it asked for one.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from reid_tf.datasets import JUNK_PID
+from reid_tf.config import PROTOCOLS
+from reid_tf.datasets.records import JUNK_PID
 
-PROTOCOLS = ("market1501", "official")
+BLOCK_ELEMENTS = 1 << 24  # query x gallery distances of one block (64 MiB of float32)
 
 
 class MetricsError(ValueError):
@@ -18,31 +25,145 @@ class MetricsError(ValueError):
 
 def euclidean_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Euclidean distances [len(a), len(b)] in float32."""
-    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
-    d = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * (a @ b.T)
-    return np.sqrt(np.maximum(d, 0.0))
+    return distances_from(b)(a)
 
 
-def _check_inputs(distmat, query_pids, gallery_pids, query_camids, gallery_camids):
-    distmat = np.asarray(distmat)
+def distances_from(gallery_features: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """A function of query features giving their Euclidean distances (float32) to the gallery;
+    called on blocks of queries, it gives the rows `euclidean_distances` would."""
+    g = np.asarray(gallery_features, np.float32)
+    g_sq = (g * g).sum(1)
+
+    def distances(query_features: np.ndarray) -> np.ndarray:
+        q = np.asarray(query_features, np.float32)
+        d = (q * q).sum(1)[:, None] + g_sq[None, :] - 2.0 * (q @ g.T)
+        return np.sqrt(np.maximum(d, 0.0, out=d), out=d)
+
+    return distances
+
+
+def block_rows(num_gallery: int) -> int:
+    """Queries per block, so that a block of distances holds about BLOCK_ELEMENTS."""
+    return max(1, min(4096, BLOCK_ELEMENTS // max(num_gallery, 1)))
+
+
+def for_blocks(num: int, rows: int, work: Callable[[int, int], None], workers: int | None = None) -> None:
+    """work(start, stop) for consecutive blocks of `rows` of range(num), on `workers` threads
+    (numpy's matrix products and sorts release the GIL); the first error is raised."""
+    starts = range(0, num, rows)
+    with ThreadPoolExecutor(workers or min(4, os.cpu_count() or 1)) as pool:
+        for future in [pool.submit(work, s, min(s + rows, num)) for s in starts]:
+            future.result()
+
+
+def _check_ids(num_q, num_g, query_pids, gallery_pids, query_camids, gallery_camids):
     q_pids, g_pids = np.asarray(query_pids).ravel(), np.asarray(gallery_pids).ravel()
     q_cams, g_cams = np.asarray(query_camids).ravel(), np.asarray(gallery_camids).ravel()
-    if distmat.ndim != 2:
-        raise MetricsError(f"distmat must be 2-D (queries x gallery), got shape {distmat.shape}")
-    num_q, num_g = distmat.shape
     if num_q == 0 or num_g == 0:
         raise MetricsError(f"nothing to score: {num_q} queries and {num_g} gallery images")
     if len(q_pids) != num_q or len(q_cams) != num_q:
         raise MetricsError(
-            f"distmat has {num_q} query rows but {len(q_pids)} query pids and {len(q_cams)} camids"
-        )
+            f"distmat has {num_q} query rows but {len(q_pids)} query pids and {len(q_cams)} camids")
     if len(g_pids) != num_g or len(g_cams) != num_g:
         raise MetricsError(
-            f"distmat has {num_g} gallery columns but {len(g_pids)} gallery pids and {len(g_cams)} camids"
-        )
-    if not np.isfinite(distmat).all():
-        raise MetricsError("distmat has NaN or Inf entries: the features or distances are broken")
-    return distmat, q_pids, g_pids, q_cams, g_cams
+            f"distmat has {num_g} gallery columns but {len(g_pids)} gallery pids and {len(g_cams)} camids")
+    return q_pids, g_pids, q_cams, g_cams
+
+
+def _order_keys(d: np.ndarray) -> np.ndarray:
+    """uint32 keys that sort as the float32 values do (IEEE bits, negatives flipped)."""
+    bits = (np.asarray(d, np.float32) + np.float32(0.0)).view(np.uint32)  # + 0.0: -0.0 becomes 0.0
+    return np.where(bits >> 31, ~bits, bits | np.uint32(1 << 31))
+
+
+def match_ranks(d: np.ndarray, valid: np.ndarray, match: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(row, rank) of every true match of a block: its 1-based rank among the row's valid items,
+    ties between equal distances broken by gallery order, as a stable sort of the row would.
+
+    Each valid item gets a unique 64-bit key (row, distance, gallery index); one sort per row and
+    one search place every match.
+    """
+    num_rows, num_g = d.shape
+    col_bits = max(int(num_g).bit_length(), 1)
+    if int(num_rows - 1).bit_length() + 32 + col_bits > 64:
+        raise MetricsError(f"a block of {num_rows} queries x {num_g} gallery images is too large to rank")
+    keys = (_order_keys(d).astype(np.uint64) << np.uint64(col_bits)) | np.arange(num_g, dtype=np.uint64)
+    keys |= np.arange(num_rows, dtype=np.uint64)[:, None] << np.uint64(32 + col_bits)
+    last = np.uint64((1 << (32 + col_bits)) - 1)  # after every valid item of its row
+    ordered = np.sort(np.where(valid, keys, keys | last), axis=1)
+    rows, cols = np.nonzero(match)
+    position = np.searchsorted(ordered.ravel(), keys[rows, cols]) - rows * num_g
+    return rows, position + 1
+
+
+def _score_block(d, q_pids, q_cams, g_pids, g_cams, protocol):
+    """Per query of a block: AP, INP, the rank of its first match, and whether it has one."""
+    same_pid = g_pids[None, :] == q_pids[:, None]
+    valid = ~(same_pid & (g_cams[None, :] == q_cams[:, None])) & (g_pids != JUNK_PID)[None, :]
+    rows, ranks = match_ranks(d, valid, same_pid & valid)
+    order = np.lexsort((ranks, rows))
+    rows, ranks = rows[order], ranks[order]
+    num_rel = np.bincount(rows, minlength=len(d))
+    starts = np.cumsum(num_rel) - num_rel
+    hits = np.arange(len(rows)) - starts[rows] + 1  # k for the k-th match of its query
+    precision = hits / ranks
+    if protocol == "market1501":  # mean precision at each match
+        terms = precision
+    else:  # compute_AP.m's trapezoid: precision one valid item earlier (1 before the first)
+        terms = (precision + np.where(ranks > 1, (hits - 1) / np.maximum(ranks - 1, 1), 1.0)) / 2
+    found = num_rel > 0
+    safe = np.maximum(num_rel, 1)
+    ap = np.bincount(rows, weights=terms, minlength=len(d)) / safe
+    first = np.full(len(d), np.iinfo(np.int64).max)
+    last = np.zeros(len(d), np.int64)
+    if len(rows):
+        np.minimum.at(first, rows, ranks)
+        np.maximum.at(last, rows, ranks)
+    inp = np.where(found, num_rel / np.maximum(last, 1), 0.0)
+    return np.where(found, ap, 0.0), inp, first, found
+
+
+class RankAccumulator:
+    """mAP, CMC and mINP of a query set scored block by block: `add` the distances of queries
+    start:stop to the whole gallery (from any thread; blocks are disjoint), then `result`."""
+
+    def __init__(self, query_pids: np.ndarray, gallery_pids: np.ndarray, query_camids: np.ndarray,
+                 gallery_camids: np.ndarray, protocol: str = "market1501"):
+        if protocol not in PROTOCOLS:
+            raise MetricsError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+        num_q, num_g = len(np.asarray(query_pids).ravel()), len(np.asarray(gallery_pids).ravel())
+        self.ids = _check_ids(num_q, num_g, query_pids, gallery_pids, query_camids, gallery_camids)
+        self.protocol, self.num_g = protocol, num_g
+        self.ap, self.inp = np.zeros(num_q), np.zeros(num_q)
+        self.first, self.found = np.zeros(num_q, np.int64), np.zeros(num_q, bool)
+
+    def add(self, start: int, stop: int, d: np.ndarray) -> None:
+        if d.shape != (stop - start, self.num_g):
+            raise MetricsError(f"distmat has {d.shape[1]} gallery columns but {self.num_g} gallery pids")
+        if not np.isfinite(d).all():
+            raise MetricsError("distmat has NaN or Inf entries: the features or distances are broken")
+        q_pids, g_pids, q_cams, g_cams = self.ids
+        s = slice(start, stop)
+        self.ap[s], self.inp[s], self.first[s], self.found[s] = _score_block(
+            d, q_pids[s], q_cams[s], g_pids, g_cams, self.protocol)
+
+    def result(self, max_rank: int = 50) -> dict:
+        num_valid = int(self.found.sum())
+        if num_valid == 0:
+            raise MetricsError(
+                "no query has a valid match in the gallery (same pid seen by another camera):"
+                " check the pids and camids"
+            )
+        keep = self.found if self.protocol == "market1501" else np.ones_like(self.found)
+        max_rank = min(max_rank, self.num_g)
+        cmc = (np.arange(1, max_rank + 1)[None, :] >= self.first[:, None]) & self.found[:, None]
+        return {
+            "mAP": float(self.ap[keep].mean()),
+            "cmc": cmc[keep].mean(axis=0).astype(np.float64),
+            "mINP": float(self.inp[keep].mean()),
+            "num_valid_queries": num_valid,
+            "num_skipped_queries": int(len(self.found) - num_valid),
+        }
 
 
 def evaluate_rank(
@@ -66,57 +187,11 @@ def evaluate_rank(
       all-zero CMC row and stays in the means.
     mINP (Ye et al. 2020): mean of (#correct matches / rank of the hardest correct match).
     """
-    if protocol not in PROTOCOLS:
-        raise MetricsError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
-    distmat, q_pids, g_pids, q_cams, g_cams = _check_inputs(
-        distmat, query_pids, gallery_pids, query_camids, gallery_camids
-    )
+    distmat = np.asarray(distmat)
+    if distmat.ndim != 2:
+        raise MetricsError(f"distmat must be 2-D (queries x gallery), got shape {distmat.shape}")
     num_q, num_g = distmat.shape
-    max_rank = min(max_rank, num_g)
-    def score_chunk(start):
-        stop = min(start + chunk_size, num_q)
-        order = np.argsort(distmat[start:stop], axis=1, kind="stable")  # ties: gallery order
-        sorted_pids, sorted_cams = g_pids[order], g_cams[order]
-        qp, qc = q_pids[start:stop, None], q_cams[start:stop, None]
-        same_pid = sorted_pids == qp
-        valid = ~(same_pid & (sorted_cams == qc)) & (sorted_pids != JUNK_PID)
-        match = same_pid & valid
-        rank = np.cumsum(valid, axis=1)  # 1-based rank among valid items, at valid positions
-        hits = np.cumsum(match, axis=1)
-        num_rel = hits[:, -1]
-        found = num_rel > 0
-        safe_rel = np.maximum(num_rel, 1)
-        precision = hits / np.maximum(rank, 1)
-        if protocol == "market1501":
-            ap = (precision * match).sum(axis=1) / safe_rel
-        else:
-            # compute_AP.m: ap += (recall - old_recall) * (old_precision + precision) / 2, where
-            # old_precision is the precision one valid item earlier (1 before the first item).
-            previous = np.where(rank > 1, (hits - 1) / np.maximum(rank - 1, 1), 1.0)
-            ap = ((precision + previous) / 2 * match).sum(axis=1) / safe_rel
-        # Valid-item ranks of the first and the last correct match.
-        first = np.take_along_axis(rank, np.argmax(match, axis=1)[:, None], 1)[:, 0]
-        last_pos = num_g - 1 - np.argmax(match[:, ::-1], axis=1)
-        last = np.take_along_axis(rank, last_pos[:, None], 1)[:, 0]
-        inp = np.where(found, num_rel / np.maximum(last, 1), 0.0)
-        cmc = (np.arange(1, max_rank + 1)[None, :] >= first[:, None]) & found[:, None]
-        return np.where(found, ap, 0.0), inp, cmc, found
-
-    # numpy releases the GIL in sorting and elementwise work: chunks run on all cores.
-    with ThreadPoolExecutor(min(4, os.cpu_count() or 1)) as pool:
-        parts = list(pool.map(score_chunk, range(0, num_q, chunk_size)))
-    ap, inp, cmc, found = (np.concatenate(a) for a in zip(*parts))
-    num_valid = int(found.sum())
-    if num_valid == 0:
-        raise MetricsError(
-            "no query has a valid match in the gallery (same pid seen by another camera):"
-            " check the pids and camids"
-        )
-    keep = found if protocol == "market1501" else np.ones_like(found)
-    return {
-        "mAP": float(ap[keep].mean()),
-        "cmc": cmc[keep].mean(axis=0).astype(np.float64),
-        "mINP": float(inp[keep].mean()),
-        "num_valid_queries": num_valid,
-        "num_skipped_queries": int(num_q - num_valid),
-    }
+    _check_ids(num_q, num_g, query_pids, gallery_pids, query_camids, gallery_camids)
+    scores = RankAccumulator(query_pids, gallery_pids, query_camids, gallery_camids, protocol)
+    for_blocks(num_q, chunk_size, lambda start, stop: scores.add(start, stop, distmat[start:stop]))
+    return scores.result(max_rank)

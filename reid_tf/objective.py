@@ -1,5 +1,5 @@
-"""What a train step minimises: the batch-hard triplet loss, plus BoT's training-only identity
-head (an ID classifier, center-loss centres) and weight decay when configured."""
+"""The train step and what it minimises: the batch-hard triplet loss, plus BoT's training-only
+identity head (an ID classifier, center-loss centres) and weight decay when configured."""
 
 from __future__ import annotations
 
@@ -79,3 +79,64 @@ def total_loss(
             [tf.reduce_sum(tf.square(tf.cast(v, tf.float32))) for v in variables])
         loss += stats["weight_decay_loss"]
     return loss, stats
+
+
+def make_train_step(
+    model: keras.Model, optimizer: keras.optimizers.Optimizer, strategy: tf.distribute.Strategy,
+    loss_cfg: config_lib.LossConfig, jit_compile: bool, head: IdentityHead | None = None,
+    weight_decay: float = 0.0,
+):
+    """A tf.function running one step on the next global batch of a distributed iterator.
+
+    Returns (total loss, statistics); the total is the triplet loss alone unless the ID loss,
+    the center loss or weight decay are on.
+    """
+    head = head or IdentityHead()
+    variables = model.trainable_variables + head.trainable_variables()
+
+    def replica_step(images, pids):
+        ctx = tf.distribute.get_replica_context()
+
+        def gather(x):  # batch-hard mining needs the whole batch: every replica's share
+            # tf.identity places the iterator's tensor on the replica's device: the multi-worker
+            # all_gather refuses a tensor without one ("destinations can not be empty").
+            return ctx.all_gather(tf.identity(x), axis=0)
+
+        with tf.GradientTape(persistent=head.centers is not None) as tape:
+            outputs = model(images, training=True)
+            loss, stats = total_loss(outputs, pids, loss_cfg, head, weight_decay, variables,
+                                               gather)
+            # Each replica holds the global loss; the sum of the replicas' gradients is its gradient.
+            scaled = loss / ctx.num_replicas_in_sync
+            if head.centers is not None:
+                center_share = stats["center_loss"] / ctx.num_replicas_in_sync
+            if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+                scaled = optimizer.scale_loss(scaled)
+        # A weight no loss reaches (the BNNeck's scale without an ID loss) gets a zero gradient.
+        grads = [tf.zeros(v.shape, tf.float32) if g is None else g
+                 for g, v in zip(tape.gradient(scaled, variables), variables)]
+        grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads)
+        # A NaN step spoils the weights in memory only: the loop stops before any save.
+        optimizer.apply_gradients(zip(grads, variables))
+        if head.centers is not None:
+            # BoT moves the centres by the gradient of the unweighted center loss (it divides the
+            # centres' gradient by the loss weight), with their own SGD.
+            center_grad = tape.gradient(center_share, head.centers)
+            center_grad = ctx.all_reduce(tf.distribute.ReduceOp.SUM, center_grad)
+            head.center_optimizer.apply_gradients([(center_grad, head.centers)])
+        return loss, stats
+
+    def global_step(images, pids):
+        loss, stats = strategy.run(replica_step, args=(images, pids))
+        first = strategy.experimental_local_results  # every replica holds the same global values
+        return first(loss)[0], {k: first(v)[0] for k, v in stats.items()}
+
+    # XLA compiles the whole step, optimiser update included; the iterator stays outside it.
+    compiled_step = tf.function(global_step, jit_compile=True) if jit_compile else global_step
+
+    @tf.function
+    def train_step(iterator):
+        images, pids = next(iterator)
+        return compiled_step(images, pids)
+
+    return train_step

@@ -7,8 +7,7 @@ import keras
 import tensorflow as tf
 
 from reid_tf import config as config_lib
-
-LR_SCHEDULES = ("exponential", "piecewise", "cosine")
+from reid_tf.config import LR_SCHEDULES
 
 
 class _SummedGradients:

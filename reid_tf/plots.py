@@ -6,15 +6,15 @@ import os
 from collections.abc import Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from reid_tf.datasets import JUNK_PID, Record
 
 GREEN, RED, GRAY = (0, 170, 0), (220, 0, 0), (128, 128, 128)
 
 
-def plot_cmc(curves: dict[str, Sequence[float]], path: str, max_rank: int = 20) -> None:
-    """CMC curves (label -> cmc array) as a PNG."""
+def plot_cmc(curves: dict[str, Sequence[float]], path: str, max_rank: int = 20, title: str = "CMC") -> None:
+    """CMC curves (label -> cmc array) as a PNG; `title` says what was scored and how."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -23,12 +23,12 @@ def plot_cmc(curves: dict[str, Sequence[float]], path: str, max_rank: int = 20) 
     fig, ax = plt.subplots(figsize=(5, 4), dpi=100)
     for label, cmc in curves.items():
         ranks = np.arange(1, min(max_rank, len(cmc)) + 1)
-        ax.plot(ranks, np.asarray(cmc)[: len(ranks)] * 100, marker="o", markersize=3,
-                label=f"{label} (rank-1 {cmc[0] * 100:.1f}%)")
+        ax.plot(ranks, np.asarray(cmc)[: len(ranks)], marker="o", markersize=3,
+                label=f"{label} (rank-1 {cmc[0]:.3f})")
     ax.set_xticks([r for r in (1, 5, 10, 15, 20, 30, 40, 50) if r <= max_rank])
     ax.set_xlabel("rank")
-    ax.set_ylabel("matching rate (%)")
-    ax.set_title("CMC")
+    ax.set_ylabel("matching rate")
+    ax.set_title(title, fontsize=9, wrap=True)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()
@@ -36,39 +36,86 @@ def plot_cmc(curves: dict[str, Sequence[float]], path: str, max_rank: int = 20) 
     plt.close(fig)
 
 
-def _tile(path: str, size: tuple[int, int], color, border: int = 4) -> Image.Image:
-    tile = Image.new("RGB", (size[0] + 2 * border, size[1] + 2 * border), color)
-    tile.paste(Image.open(path).convert("RGB").resize(size), (border, border))
+def _font(size: int = 13):
+    return ImageFont.load_default(size=size)  # Pillow's own scalable font: no system font needed
+
+
+def _tile(path: str, size: tuple[int, int], color, top: str, bottom: str, border: int = 4) -> Image.Image:
+    """An image framed in `color`, a caption line above it and one below."""
+    line = 18
+    tile = Image.new("RGB", (size[0] + 2 * border, size[1] + 2 * border + 2 * line), "white")
+    tile.paste(Image.new("RGB", (size[0] + 2 * border, size[1] + 2 * border), color), (0, line))
+    tile.paste(Image.open(path).convert("RGB").resize(size), (border, line + border))
+    draw = ImageDraw.Draw(tile)
+    draw.text((1, 2), top, fill="black", font=_font())
+    draw.text((1, line + size[1] + 2 * border + 2), bottom, fill="black", font=_font(12))
     return tile
+
+
+def _who(record: Record) -> str:
+    return f"id {record.pid} c{record.camid}" if record.camid >= 0 else f"id {record.pid}"
 
 
 def ranked_retrieval(
     distmat: np.ndarray, query: Sequence[Record], gallery: Sequence[Record], out_dir: str,
-    num_queries: int = 8, top_k: int = 10, size: tuple[int, int] = (64, 128),
+    num_queries: int = 8, top_k: int = 10, size: tuple[int, int] = (64, 128), order: str = "Euclidean",
 ) -> list[str]:
-    """One PNG per query: the query (gray frame) then its top-k valid gallery images, framed
-    green for a match and red otherwise. Same-camera matches and junk are left out, as in
-    scoring. Queries are spread evenly over the query set."""
+    """One PNG per query: the query (gray frame) then its top-k valid gallery images in the order
+    of `distmat` (named by `order`, e.g. "re-ranked"), framed green for a match and red
+    otherwise, each captioned with its rank and distance above and its identity and camera
+    below. Same-camera matches and junk are left out, as in scoring. Queries are spread evenly
+    over the query set."""
     os.makedirs(out_dir, exist_ok=True)
     g_pids = np.array([r.pid for r in gallery])
     g_cams = np.array([r.camid for r in gallery])
     chosen = np.linspace(0, len(query) - 1, min(num_queries, len(query))).astype(int)
     written = []
     for q in chosen:
-        order = np.argsort(distmat[q], kind="stable")
-        same = g_pids[order] == query[q].pid
-        valid = ~(same & (g_cams[order] == query[q].camid)) & (g_pids[order] != JUNK_PID)
-        top = order[valid][:top_k]
-        tiles = [_tile(query[q].path, size, GRAY)]
-        tiles += [_tile(gallery[g].path, size, GREEN if g_pids[g] == query[q].pid else RED) for g in top]
-        gap = 12
-        strip = Image.new("RGB", (sum(t.width for t in tiles) + gap, tiles[0].height + 16), "white")
+        order_q = np.argsort(distmat[q], kind="stable")
+        same = g_pids[order_q] == query[q].pid
+        valid = ~(same & (g_cams[order_q] == query[q].camid)) & (g_pids[order_q] != JUNK_PID)
+        top = order_q[valid][:top_k]
+        tiles = [_tile(query[q].path, size, GRAY, "query", _who(query[q]))]
+        tiles += [_tile(gallery[g].path, size, GREEN if g_pids[g] == query[q].pid else RED,
+                        f"#{rank} {distmat[q, g]:.3g}", _who(gallery[g])) for rank, g in enumerate(top, 1)]
+        gap, header = 12, 22
+        strip = Image.new("RGB", (sum(t.width for t in tiles) + gap, tiles[0].height + header), "white")
         x = 0
         for i, t in enumerate(tiles):
-            strip.paste(t, (x, 16))
+            strip.paste(t, (x, header))
             x += t.width + (gap if i == 0 else 0)
-        ImageDraw.Draw(strip).text((2, 2), f"query {os.path.basename(query[q].path)}", fill="black")
+        ImageDraw.Draw(strip).text(
+            (2, 3), f"query {os.path.basename(query[q].path)}   order: {order}", fill="black", font=_font(14))
         path = os.path.join(out_dir, f"ranked_{q:05d}.png")
         strip.save(path)
+        written.append(path)
+    return written
+
+
+def activation_pictures(images: np.ndarray, maps: np.ndarray, records: Sequence[Record], out_dir: str,
+                        scale: int = 3) -> list[str]:
+    """One PNG per image, as torchreid's `visualize_actmap` draws it: the image, its activation
+    map (bilinearly upsampled, min-max scaled, jet colours) and the two overlaid (0.3 / 0.7)."""
+    from matplotlib import colormaps
+
+    os.makedirs(out_dir, exist_ok=True)
+    written = []
+    for image, amap, record in zip(images, maps, records):
+        height, width = image.shape[0] * scale, image.shape[1] * scale
+        picture = Image.fromarray(np.uint8(np.clip(image, 0, 255))).resize((width, height))
+        picture = np.asarray(picture, np.float32)
+        heat = Image.fromarray(amap.astype(np.float32), mode="F").resize((width, height), Image.BILINEAR)
+        heat = np.asarray(heat)
+        heat = (heat - heat.min()) / (heat.max() - heat.min() + 1e-12)
+        colored = colormaps["jet"](heat)[..., :3] * 255.0
+        overlay = picture * 0.3 + colored * 0.7
+        gap = np.full((height, 10, 3), 255.0)
+        strip = np.concatenate([picture, gap, colored, gap, overlay], axis=1)
+        canvas = Image.new("RGB", (strip.shape[1], height + 22), "white")
+        canvas.paste(Image.fromarray(np.uint8(strip)), (0, 22))
+        ImageDraw.Draw(canvas).text((2, 3), f"{os.path.basename(record.path)}  ({_who(record)})",
+                                    fill="black", font=_font(14))
+        path = os.path.join(out_dir, f"actmap_{os.path.splitext(os.path.basename(record.path))[0]}.png")
+        canvas.save(path)
         written.append(path)
     return written

@@ -13,7 +13,7 @@ import tensorflow as tf
 from absl import logging
 
 from reid_tf import config as config_lib
-from reid_tf import run_dir
+from reid_tf import evaluate, run_dir
 
 
 @dataclasses.dataclass
@@ -29,6 +29,7 @@ class Run:
     last_step: int | None
     status: str  # finished | running | stopped | not finished
     stop_reason: str = ""
+    first_step: dict | None = None  # the losses of step 1
 
     @property
     def best(self) -> dict | None:
@@ -103,13 +104,18 @@ def load_run(path: str) -> Run | None:
         status = "not finished"
     note = (run_dir.read_text(os.path.join(path, run_dir.NOTE)) or "").strip()
     return Run(path, os.path.basename(os.path.normpath(path)), started, config, note, validations,
-               last_step, status, stop_reason)
+               last_step, status, stop_reason, run_dir.read_first_step(path))
 
 
 def load_runs(paths: list[str]) -> list[Run]:
     """Every run found under `paths`, ordered by start time."""
     runs = [r for r in (load_run(p) for p in find_runs(paths)) if r is not None]
     return sorted(runs, key=lambda r: (r.started, r.name))
+
+
+def never_started(run: Run) -> bool:
+    """A folder a failed start left (offline, no dataset): no step, no validation, no trainer."""
+    return run.last_step is None and not run.validations and run.status != "running"
 
 
 # ---------------------------------------------------------------------------- runs in words
@@ -162,7 +168,8 @@ def describe_training(c: config_lib.RunConfig, parent: str = "") -> dict[str, st
                    if o.warmup_steps else ""),
         "weight_decay": f"weight decay {_number(o.weight_decay)}" if o.weight_decay else "",
         "batch": f"P={d.return_id_num} × K={d.image_num_every_id}",
-        "dataset": d.dataset if d.dataset != "synthetic" else f"synthetic ({d.synthetic_ids} ids)",
+        "dataset": " + ".join(f"synthetic ({d.synthetic_ids} ids)" if name == "synthetic" else name
+                              for name in d.dataset.split(",")),
         "precision": f"mixed {t.mixed_precision}" if t.mixed_precision != "none" else "",
         "parent": f"train after {parent}" if parent else "",
     }
@@ -184,8 +191,12 @@ def describe_loss(c: config_lib.RunConfig) -> dict[str, str]:
 
 
 def describe_result(run: Run) -> str:
-    """Best validation mAP and its step, with rank-1, train mAP and re-ranked mAP, and the state."""
+    """Best validation mAP and its step, with rank-1, train mAP and re-ranked mAP, the embeddings'
+    norm and the first step's loss, and the state. A run whose last validation shows collapsed
+    embeddings says so first: its mAP is that of a model that no longer tells people apart."""
     best = run.best
+    last_row = run.validations[-1] if run.validations else {}
+    collapsed = evaluate.is_collapsed(last_row)
     if best is None:
         text = "no validation"
     else:
@@ -194,6 +205,14 @@ def describe_result(run: Run) -> str:
                   (("rank1", "rank-1"), ("train_mAP", "train"), ("mAP_rerank", "re-ranked"))
                   if key in best]
         text += f" ({', '.join(extras)})" if extras else ""
+        if "embedding_norm" in best:
+            text += f"; norm {best['embedding_norm']:.3g}"
+    if collapsed:
+        text = f"**collapsed** at step {last_row['step']}: {collapsed}; best {text}"
+    if run.first_step:
+        text += f"; first loss {run.first_step['loss']:.3f}"
+        if "triplet_loss" in run.first_step:
+            text += f" (triplet {run.first_step['triplet_loss']:.3f})"
     last = f"last step {run.last_step}" if run.last_step is not None else "no step yet"
     state = {"finished": "", "running": ", running", "not finished": ", not finished",
              "stopped": ", stopped: " + _first_words(run.stop_reason)}[run.status]
@@ -229,31 +248,38 @@ def rows(runs: list[Run]) -> list[dict]:
             "loss": describe_loss(run.config), "result": describe_result(run), "note": run.note,
             "status": run.status, "stop_reason": run.stop_reason, "last_step": run.last_step,
             "best": best, "parent": run.parent, "validations": run.validations,
+            "first_step": run.first_step, "collapsed": evaluate.is_collapsed(run.validations[-1])
+            if run.validations else "",
             "config": run.config.to_dict(),
         })
     return out
 
 
-def markdown(runs: list[Run], baseline: str | None = None) -> str:
+def markdown(runs: list[Run], baseline: str | None = None, reference: dict[str, str] | None = None) -> str:
     """The table in GitHub markdown; `baseline` (a run's name or path; default: the first run)
-    is the run the others are compared with."""
-    table = rows(runs)
+    is the run the others are compared with; `reference` (run name -> text), when given, fills a
+    column beside the result (the original log's result, say)."""
+    idle = [r.name for r in runs if never_started(r)]
+    table = rows([r for r in runs if not never_started(r)])
+    footer = f"\nnever started: {len(idle)} folder(s) ({', '.join(idle)})\n" if idle else ""
     if not table:
-        return "No runs found.\n"
+        return "No runs found.\n" + footer
     base = next((r for r in table if baseline in (r["run"], r["path"], os.path.normpath(r["path"]))),
                 None) if baseline else table[0]
     if base is None:
         raise ValueError(f"--baseline={baseline} is none of the runs found")
-    lines = ["| date | run | model | training | loss | result | note |", "|---|---|---|---|---|---|---|"]
+    columns = ["date", "run", "model", "training", "loss", "result"] + (["reference"] if reference else [])
+    lines = ["| " + " | ".join(columns + ["note"]) + " |", "|" + "---|" * (len(columns) + 1)]
     for r in table:
         compared = None if r is base else base
         cells = [r["date"], f"`{r['run']}`" + (" (baseline)" if r is base else ""),
                  _cell(r["model"], compared and compared["model"]),
                  _cell(r["training"], compared and compared["training"]),
                  _cell(r["loss"], compared and compared["loss"]),
-                 r["result"], r["note"].replace("|", "\\|").replace("\n", " ")]
+                 r["result"]] + ([reference.get(r["run"], "")] if reference else []) + [
+                 r["note"].replace("|", "\\|").replace("\n", " ")]
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + footer
 
 
 def to_json(runs: list[Run]) -> str:

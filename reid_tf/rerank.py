@@ -2,9 +2,10 @@
 Encoding", CVPR 2017), numerically as the authors' Python code computes it, in bounded memory.
 
 The reference keeps several dense (Q+G)^2 matrices and a full argsort. Only the top-(k1+1)
-neighbours of each item matter, so this keeps those (a partial sort), stores the encodings V
-as a sparse matrix, and scores the Jaccard distance through an inverted index, chunk by chunk:
-memory grows with (Q+G) * k1 and the Q x G output, not (Q+G)^2.
+neighbours of each item matter, so this keeps those (a partial sort, one pass over the distance
+rows), stores the encodings V as a sparse matrix, and scores the Jaccard distance through an
+inverted index, a block of queries at a time: memory grows with (Q+G) * k1 and one block of
+queries x gallery, not (Q+G)^2, and a caller that scores blocks never holds Q x G at all.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 from scipy import sparse
 
 _BLOCK_ELEMENTS = 1 << 26  # distance entries per row block (256 MiB of float32)
+_PAIR_CHUNK = 1 << 14  # feature pairs per dot-product chunk (2 x 16384 x D floats)
 
 
 def re_ranking(
@@ -34,18 +36,23 @@ def re_ranking(
             f"shapes do not fit: q_g {q_g.shape}, q_q {q_q.shape}, g_g {g_g.shape}"
         )
 
-    def squared_rows(start: int, stop: int) -> np.ndarray:
-        # Rows start:stop of [[q_q, q_g], [q_g.T, g_g]], squared.
-        parts = []
-        if start < num_q:
-            s = slice(start, min(stop, num_q))
-            parts.append(np.concatenate([q_q[s], q_g[s]], axis=1))
-        if stop > num_q:
-            s = slice(max(start, num_q) - num_q, stop - num_q)
-            parts.append(np.concatenate([q_g[:, s].T, g_g[s]], axis=1))
-        return np.square(np.concatenate(parts, axis=0))
+    full = np.block([[q_q, q_g], [q_g.T, g_g]])  # the caller holds (Q+G)^2 already
 
-    return _k_reciprocal_distances(squared_rows, num_q, num_q + num_g, k1, k2, lambda_value)
+    def squared_block(rows: slice, cols: slice) -> np.ndarray:
+        return np.square(full[rows, cols])
+
+    def squared_pairs(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        out = np.empty(len(rows), np.float32)
+        row_q, col_q = rows < num_q, cols < num_q
+        for mask, values in ((row_q & col_q, lambda r, c: q_q[r, c]),
+                             (row_q & ~col_q, lambda r, c: q_g[r, c - num_q]),
+                             (~row_q & col_q, lambda r, c: q_g[c, r - num_q]),
+                             (~row_q & ~col_q, lambda r, c: g_g[r - num_q, c - num_q])):
+            out[mask] = values(rows[mask], cols[mask])
+        return np.square(out)
+
+    encoding = KReciprocal(squared_block, squared_pairs, num_q, num_q + num_g, k1, k2, lambda_value)
+    return encoding.distances(0, num_q, np.square(q_g))
 
 
 def re_ranking_features(
@@ -53,21 +60,13 @@ def re_ranking_features(
     k1: int = 20, k2: int = 6, lambda_value: float = 0.3,
 ) -> np.ndarray:
     """Re-ranked query x gallery distances from embeddings (Euclidean), never forming (Q+G)^2."""
-    qf = np.asarray(query_features, np.float32)
-    gf = np.asarray(gallery_features, np.float32)
-    if qf.ndim != 2 or gf.ndim != 2 or qf.shape[1] != gf.shape[1]:
-        raise ValueError(f"feature shapes do not fit: query {qf.shape}, gallery {gf.shape}")
-    features = np.concatenate([qf, gf], axis=0)
-    sq_norms = np.einsum("ij,ij->i", features, features)
-
-    def squared_rows(start: int, stop: int) -> np.ndarray:
-        d = features[start:stop] @ features.T
-        d *= -2.0
-        d += sq_norms[start:stop, None]
-        d += sq_norms[None, :]
-        return np.maximum(d, 0.0, out=d)
-
-    return _k_reciprocal_distances(squared_rows, len(qf), len(features), k1, k2, lambda_value)
+    encoding = KReciprocal.of_features(query_features, gallery_features, k1, k2, lambda_value)
+    num_q = len(query_features)
+    result = np.empty((num_q, len(gallery_features)), np.float32)
+    for start, stop in _row_blocks(num_q, encoding.num_all):
+        squared = encoding.squared_block(slice(start, stop), slice(num_q, encoding.num_all))
+        result[start:stop] = encoding.distances(start, stop, squared)
+    return result
 
 
 def _row_blocks(num: int, width: int):
@@ -82,94 +81,157 @@ def _reciprocal(neighbors: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return (neighbors[forward] == rows[:, None, None]).any(axis=2)
 
 
-def _k_reciprocal_distances(
-    squared_rows: Callable[[int, int], np.ndarray],
-    num_q: int, num_all: int, k1: int, k2: int, lambda_value: float,
-) -> np.ndarray:
-    if k1 < 1 or k2 < 1 or not 0.0 <= lambda_value <= 1.0:
-        raise ValueError(f"need k1 >= 1, k2 >= 1, 0 <= lambda <= 1; got {k1}, {k2}, {lambda_value}")
-    num_g = num_all - num_q
-    kk = min(k1 + 1, num_all)
-    kh = min(int(np.around(k1 / 2.0)) + 1, num_all)
+def _keep_nearest(best: np.ndarray, best_index: np.ndarray, rows: slice, d: np.ndarray,
+                  first_col: int) -> None:
+    """Merge the k smallest entries of each row of a block (columns first_col...) into the k
+    smallest seen so far (best, best_index), in place. Ties keep the smaller index."""
+    k = best.shape[1]
+    if d.shape[1] > k:
+        part = np.argpartition(d, k - 1, axis=1)[:, :k]
+        d = np.take_along_axis(d, part, axis=1)
+    else:
+        part = np.broadcast_to(np.arange(d.shape[1]), d.shape)
+    values = np.concatenate([best[rows], d], axis=1)
+    indices = np.concatenate([best_index[rows], part + first_col], axis=1)
+    order = np.lexsort((indices, values), axis=1)[:, :k]
+    best[rows] = np.take_along_axis(values, order, axis=1)
+    best_index[rows] = np.take_along_axis(indices, order, axis=1)
 
-    # Pass 1: each row's maximum and its k1+1 nearest items, in order; the query rows of the
-    # normalised distance (the "original" distance of the final blend) go into the result,
-    # which the Jaccard pass then blends in place.
-    neighbors = np.empty((num_all, kk), np.int64)
-    row_max = np.empty(num_all, np.float32)
-    result = np.empty((num_q, num_g), np.float32)
-    for start, stop in _row_blocks(num_all, num_all):
-        d = squared_rows(start, stop)
-        row_max[start:stop] = d.max(axis=1)
-        part = np.argpartition(d, kk - 1, axis=1)[:, :kk] if kk < num_all else np.tile(
-            np.arange(num_all), (stop - start, 1))
-        order = np.argsort(np.take_along_axis(d, part, axis=1), axis=1, kind="stable")
-        neighbors[start:stop] = np.take_along_axis(part, order, axis=1)
-        if start < num_q:
-            q_stop = min(stop, num_q)
-            result[start:q_stop] = d[: q_stop - start, num_q:] / row_max[start:q_stop, None]
 
-    # Pass 2: k-reciprocal sets, expanded by candidates' half-size sets that overlap > 2/3,
-    # weighted by exp(-distance) and normalised: the sparse encodings V.
-    half = neighbors[:, :kh]
-    half_recip = _reciprocal(half, np.arange(num_all))  # [n, kh]
-    v_rows, v_cols, v_vals = [], [], []
-    for start, stop in _row_blocks(num_all, num_all):
-        rows = np.arange(start, stop)
-        recip = _reciprocal(neighbors, rows)  # [c, kk]
-        candidates = neighbors[rows]  # [c, kk]
-        cand_sets = half[candidates]  # [c, kk, kh]
-        cand_mask = half_recip[candidates]  # [c, kk, kh]
-        in_set = (cand_sets[..., None] == candidates[:, None, None, :]) & recip[:, None, None, :]
-        overlap = (in_set.any(axis=3) & cand_mask).sum(axis=2)
-        accept = recip & (overlap > 2.0 / 3 * cand_mask.sum(axis=2))
-        members = np.concatenate(
-            [np.where(recip, candidates, num_all),
-             np.where(accept[..., None] & cand_mask, cand_sets, num_all).reshape(len(rows), -1)],
-            axis=1,
+class KReciprocal:
+    """The k-reciprocal encodings V of every query and gallery item, built from their squared
+    distances (`squared_block(rows, cols)`: a block of the (Q+G)^2 matrix, given slices;
+    `squared_pairs(rows, cols)`: single entries); then `distances` re-ranks any block of queries."""
+
+    def __init__(self, squared_block: Callable[[slice, slice], np.ndarray],
+                 squared_pairs: Callable[[np.ndarray, np.ndarray], np.ndarray],
+                 num_q: int, num_all: int, k1: int = 20, k2: int = 6, lambda_value: float = 0.3):
+        if k1 < 1 or k2 < 1 or not 0.0 <= lambda_value <= 1.0:
+            raise ValueError(f"need k1 >= 1, k2 >= 1, 0 <= lambda <= 1; got {k1}, {k2}, {lambda_value}")
+        self.squared_block, self.num_q, self.num_all = squared_block, num_q, num_all
+        self.lambda_value = lambda_value
+        neighbors, self.row_max = self._neighbors(k1)
+        v = self._encodings(neighbors, squared_pairs, k1)
+        if k2 != 1:  # local query expansion: the mean encoding of the k2 nearest (self included)
+            k2 = min(k2, neighbors.shape[1])
+            expand = sparse.csr_matrix(
+                (np.full(num_all * k2, 1.0 / k2, np.float32),
+                 (np.repeat(np.arange(num_all), k2), neighbors[:, :k2].ravel())),
+                shape=(num_all, num_all),
+            )
+            v = (expand @ v).astype(np.float32).tocsr()
+        self.queries, self.inverted = v[:num_q], v[num_q:].tocsc()  # the gallery's rows by column
+
+    @classmethod
+    def of_features(cls, query_features: np.ndarray, gallery_features: np.ndarray, k1: int = 20, k2: int = 6,
+                    lambda_value: float = 0.3) -> KReciprocal:
+        """The encodings of embeddings under the Euclidean distance."""
+        qf = np.asarray(query_features, np.float32)
+        gf = np.asarray(gallery_features, np.float32)
+        if qf.ndim != 2 or gf.ndim != 2 or qf.shape[1] != gf.shape[1]:
+            raise ValueError(f"feature shapes do not fit: query {qf.shape}, gallery {gf.shape}")
+        features = np.concatenate([qf, gf], axis=0)
+        sq_norms = np.einsum("ij,ij->i", features, features)
+
+        def squared_block(rows: slice, cols: slice) -> np.ndarray:
+            d = features[rows] @ features[cols].T
+            d *= -2.0
+            d += sq_norms[rows, None]
+            d += sq_norms[None, cols]
+            return np.maximum(d, 0.0, out=d)
+
+        def squared_pairs(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+            out = np.empty(len(rows), np.float32)
+            for s in range(0, len(rows), _PAIR_CHUNK):  # the same sum as squared_block's, pair by pair
+                r, c = rows[s:s + _PAIR_CHUNK], cols[s:s + _PAIR_CHUNK]
+                d = np.einsum("ij,ij->i", features[r], features[c]) * np.float32(-2.0)
+                out[s:s + _PAIR_CHUNK] = np.maximum(d + sq_norms[r] + sq_norms[c], 0.0)
+            return out
+
+        return cls(squared_block, squared_pairs, len(qf), len(features), k1, k2, lambda_value)
+
+    def _neighbors(self, k1: int) -> tuple[np.ndarray, np.ndarray]:
+        """Each item's k1+1 nearest items in order (ties by index, as a stable sort) and its row's
+        largest squared distance. The distance matrix is symmetric: each block above the
+        diagonal is computed once and read both ways, half the matrix products of whole rows."""
+        num_all = self.num_all
+        kk = min(k1 + 1, num_all)
+        best = np.full((num_all, kk), np.inf, np.float32)
+        best_index = np.zeros((num_all, kk), np.int64)
+        row_max = np.zeros(num_all, np.float32)
+        side = max(kk, int(np.sqrt(_BLOCK_ELEMENTS)))
+        for i in range(0, num_all, side):
+            rows = slice(i, min(i + side, num_all))
+            for j in range(i, num_all, side):
+                cols = slice(j, min(j + side, num_all))
+                d = self.squared_block(rows, cols)
+                row_max[rows] = np.maximum(row_max[rows], d.max(axis=1))
+                _keep_nearest(best, best_index, rows, d, j)
+                if j != i:
+                    row_max[cols] = np.maximum(row_max[cols], d.max(axis=0))
+                    _keep_nearest(best, best_index, cols, np.ascontiguousarray(d.T), i)
+        order = np.lexsort((best_index, best), axis=1)
+        return np.take_along_axis(best_index, order, axis=1), row_max
+
+    def _encodings(self, neighbors: np.ndarray, squared_pairs, k1: int) -> sparse.csr_matrix:
+        """k-reciprocal sets, expanded by candidates' half-size sets that overlap > 2/3,
+        weighted by exp(-distance) and normalised: the sparse encodings V."""
+        num_all = self.num_all
+        kh = min(int(np.around(k1 / 2.0)) + 1, num_all)
+        half = neighbors[:, :kh]
+        half_recip = _reciprocal(half, np.arange(num_all))  # [n, kh]
+        v_rows, v_cols, v_vals = [], [], []
+        for start, stop in _row_blocks(num_all, 64 * neighbors.shape[1] * kh):
+            rows = np.arange(start, stop)
+            recip = _reciprocal(neighbors, rows)  # [c, kk]
+            candidates = neighbors[rows]  # [c, kk]
+            cand_sets = half[candidates]  # [c, kk, kh]
+            cand_mask = half_recip[candidates]  # [c, kk, kh]
+            in_set = (cand_sets[..., None] == candidates[:, None, None, :]) & recip[:, None, None, :]
+            overlap = (in_set.any(axis=3) & cand_mask).sum(axis=2)
+            accept = recip & (overlap > 2.0 / 3 * cand_mask.sum(axis=2))
+            members = np.concatenate(
+                [np.where(recip, candidates, num_all),
+                 np.where(accept[..., None] & cand_mask, cand_sets, num_all).reshape(len(rows), -1)],
+                axis=1,
+            )
+            members.sort(axis=1)
+            first = np.ones_like(members, dtype=bool)
+            first[:, 1:] = members[:, 1:] != members[:, :-1]
+            keep = first & (members < num_all)
+            r_idx, c_idx = np.nonzero(keep)
+            cols = members[r_idx, c_idx]
+            weights = np.exp(-(squared_pairs(start + r_idx, cols) / self.row_max[start + r_idx]))
+            sums = np.bincount(r_idx, weights=weights, minlength=len(rows))
+            v_rows.append(start + r_idx)
+            v_cols.append(cols)
+            v_vals.append((weights / sums[r_idx]).astype(np.float32))
+        return sparse.csr_matrix(
+            (np.concatenate(v_vals), (np.concatenate(v_rows), np.concatenate(v_cols))),
+            shape=(num_all, num_all), dtype=np.float32,
         )
-        members.sort(axis=1)
-        first = np.ones_like(members, dtype=bool)
-        first[:, 1:] = members[:, 1:] != members[:, :-1]
-        keep = first & (members < num_all)
-        r_idx, c_idx = np.nonzero(keep)
-        cols = members[r_idx, c_idx]
-        d = squared_rows(start, stop)
-        weights = np.exp(-(d[r_idx, cols] / row_max[start + r_idx]))
-        sums = np.bincount(r_idx, weights=weights, minlength=len(rows))
-        v_rows.append(start + r_idx)
-        v_cols.append(cols)
-        v_vals.append((weights / sums[r_idx]).astype(np.float32))
-    v = sparse.csr_matrix(
-        (np.concatenate(v_vals), (np.concatenate(v_rows), np.concatenate(v_cols))),
-        shape=(num_all, num_all), dtype=np.float32,
-    )
-    if k2 != 1:  # local query expansion: the mean encoding of the k2 nearest (self included)
-        k2 = min(k2, kk)
-        expand = sparse.csr_matrix(
-            (np.full(num_all * k2, 1.0 / k2, np.float32),
-             (np.repeat(np.arange(num_all), k2), neighbors[:, :k2].ravel())),
-            shape=(num_all, num_all),
-        )
-        v = (expand @ v).astype(np.float32).tocsr()
-    del neighbors, half, half_recip
 
-    # Jaccard distance between each query and each gallery item through the inverted index
-    # (the gallery rows of V by column): sum_k min(V[q, k], V[g, k]).
-    inverted = v[num_q:].tocsc()
-    q_step = max(1, min(512, _BLOCK_ELEMENTS // (4 * max(num_g, 1))))
-    for start in range(0, num_q, q_step):
-        stop = min(start + q_step, num_q)
-        block = v[start:stop].tocoo()
-        counts = np.diff(inverted.indptr)[block.col]
-        begin = np.repeat(inverted.indptr[block.col] - np.cumsum(counts) + counts, counts)
-        pos = begin + np.arange(counts.sum())
-        q_local = np.repeat(block.row, counts)
-        mins = np.minimum(np.repeat(block.data, counts), inverted.data[pos])
-        shared = np.bincount(
-            q_local * num_g + inverted.indices[pos], weights=mins, minlength=(stop - start) * num_g
-        ).reshape(stop - start, num_g)
-        jaccard = 1.0 - shared / (2.0 - shared)
-        result[start:stop] *= lambda_value
-        result[start:stop] += jaccard * (1 - lambda_value)
-    return result
+    def distances(self, start: int, stop: int, squared: np.ndarray) -> np.ndarray:
+        """Re-ranked distances [stop - start, G] of queries start:stop, from their squared plain
+        distances to the gallery: lambda x the row-normalised distance + (1 - lambda) x the
+        Jaccard distance of the encodings, sum_k min(V[q, k], V[g, k]) through the inverted index."""
+        num_g = self.num_all - self.num_q
+        result = squared / self.row_max[start:stop, None]
+        inverted = self.inverted
+        step = max(1, min(512, _BLOCK_ELEMENTS // (4 * max(num_g, 1))))
+        for s in range(start, stop, step):
+            e = min(s + step, stop)
+            block = self.queries[s:e].tocoo()
+            counts = np.diff(inverted.indptr)[block.col]
+            begin = np.repeat(inverted.indptr[block.col] - np.cumsum(counts) + counts, counts)
+            pos = begin + np.arange(counts.sum())
+            q_local = np.repeat(block.row, counts)
+            mins = np.minimum(np.repeat(block.data, counts), inverted.data[pos])
+            shared = np.bincount(
+                q_local * num_g + inverted.indices[pos], weights=mins, minlength=(e - s) * num_g
+            ).reshape(e - s, num_g)
+            jaccard = 1.0 - shared / (2.0 - shared)
+            rows = slice(s - start, e - start)
+            result[rows] *= self.lambda_value
+            result[rows] += jaccard * (1 - self.lambda_value)
+        return result.astype(np.float32, copy=False)

@@ -31,6 +31,7 @@ EXPORT = "export"
 NOTE = "note.txt"  # the run's --note: not configuration, so it may change on resume
 STARTED = "started.txt"  # when the run first started (ISO 8601, UTC)
 STOPPED = "stopped.txt"  # why the last start stopped early (a NaN loss); gone on the next start
+FIRST_STEP = "first_step.json"  # the losses of step 1: how far the initial model is from trained
 TEMPORARY = ".tmp-"  # marks a file or folder being written; never a run's own, removed on start
 
 
@@ -130,6 +131,20 @@ def prepare(output_dir: str, config: config_lib.RunConfig, flags_text: str | Non
 def record_stop(output_dir: str, reason: str) -> None:
     """Say in the folder why training stopped early (read by the experiment report)."""
     write_atomic(os.path.join(output_dir, STOPPED), reason.strip() + "\n")
+
+
+def record_first_step(output_dir: str, losses: dict) -> None:
+    """Keep the losses of a run's first step (the log's "fc init ... so loss near 0.7")."""
+    write_atomic(os.path.join(output_dir, FIRST_STEP), json.dumps(losses, sort_keys=True) + "\n")
+
+
+def read_first_step(output_dir: str) -> dict | None:
+    """The losses of the run's first step, or None (not recorded, or unreadable)."""
+    try:
+        row = json.loads(read_text(os.path.join(output_dir, FIRST_STEP)) or "null")
+    except ValueError:
+        return None
+    return row if isinstance(row, dict) else None
 
 
 def lock_is_live(output_dir: str, stale_after: float = 60.0) -> bool:

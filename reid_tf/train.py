@@ -8,7 +8,6 @@ validation appended to validation.jsonl; a SavedModel export at the end.
 from __future__ import annotations
 
 import contextlib
-import logging as std_logging
 import math
 import os
 import signal
@@ -21,77 +20,25 @@ import tensorflow as tf
 from absl import app, logging
 
 from reid_tf import config as config_lib
-from reid_tf import data, datasets, distribute, evaluate, export, objective, optim, run_dir
+from reid_tf import (
+    console,
+    data,
+    datasets,
+    distribute,
+    evaluate,
+    export,
+    objective,
+    optim,
+    projector,
+    run_dir,
+)
 from reid_tf import model as model_lib
 from reid_tf.datasets import DatasetError
+from reid_tf.objective import make_train_step
 
 
 class TrainingError(RuntimeError):
     """A run that cannot go on; the message is one line saying why and what to do."""
-
-
-# ---------------------------------------------------------------------------- model and step
-
-
-def make_train_step(
-    model: keras.Model, optimizer: keras.optimizers.Optimizer, strategy: tf.distribute.Strategy,
-    loss_cfg: config_lib.LossConfig, jit_compile: bool, head: objective.IdentityHead | None = None,
-    weight_decay: float = 0.0,
-):
-    """A tf.function running one step on the next global batch of a distributed iterator.
-
-    Returns (total loss, statistics); the total is the triplet loss alone unless the ID loss,
-    the center loss or weight decay are on.
-    """
-    head = head or objective.IdentityHead()
-    variables = model.trainable_variables + head.trainable_variables()
-
-    def replica_step(images, pids):
-        ctx = tf.distribute.get_replica_context()
-
-        def gather(x):  # batch-hard mining needs the whole batch: every replica's share
-            # tf.identity places the iterator's tensor on the replica's device: the multi-worker
-            # all_gather refuses a tensor without one ("destinations can not be empty").
-            return ctx.all_gather(tf.identity(x), axis=0)
-
-        with tf.GradientTape(persistent=head.centers is not None) as tape:
-            outputs = model(images, training=True)
-            loss, stats = objective.total_loss(outputs, pids, loss_cfg, head, weight_decay, variables,
-                                               gather)
-            # Each replica holds the global loss; the sum of the replicas' gradients is its gradient.
-            scaled = loss / ctx.num_replicas_in_sync
-            if head.centers is not None:
-                center_share = stats["center_loss"] / ctx.num_replicas_in_sync
-            if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-                scaled = optimizer.scale_loss(scaled)
-        # A weight no loss reaches (the BNNeck's scale without an ID loss) gets a zero gradient.
-        grads = [tf.zeros(v.shape, tf.float32) if g is None else g
-                 for g, v in zip(tape.gradient(scaled, variables), variables)]
-        grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads)
-        # A NaN step spoils the weights in memory only: the loop stops before any save.
-        optimizer.apply_gradients(zip(grads, variables))
-        if head.centers is not None:
-            # BoT moves the centres by the gradient of the unweighted center loss (it divides the
-            # centres' gradient by the loss weight), with their own SGD.
-            center_grad = tape.gradient(center_share, head.centers)
-            center_grad = ctx.all_reduce(tf.distribute.ReduceOp.SUM, center_grad)
-            head.center_optimizer.apply_gradients([(center_grad, head.centers)])
-        return loss, stats
-
-    def global_step(images, pids):
-        loss, stats = strategy.run(replica_step, args=(images, pids))
-        first = strategy.experimental_local_results  # every replica holds the same global values
-        return first(loss)[0], {k: first(v)[0] for k, v in stats.items()}
-
-    # XLA compiles the whole step, optimiser update included; the iterator stays outside it.
-    compiled_step = tf.function(global_step, jit_compile=True) if jit_compile else global_step
-
-    @tf.function
-    def train_step(iterator):
-        images, pids = next(iterator)
-        return compiled_step(images, pids)
-
-    return train_step
 
 
 # ---------------------------------------------------------------------------- start and stop
@@ -158,8 +105,6 @@ def run(config: config_lib.RunConfig, output_dir: str, flags_text: str | None = 
         optim.learning_rate_schedule(config.optimizer)
     except ValueError as e:
         raise TrainingError(str(e)) from None
-    if config.model.last_stride != 2 and config.model.backbone == "small":
-        raise TrainingError("--last_stride=1 applies to the ResNet backbones, not --backbone=small")
     if config.model.neck == "none" and config.model.neck_feat == "before":
         raise TrainingError("--neck_feat=before needs --neck=bnneck (without a neck there is no after)")
     if t.mixed_precision != "none":
@@ -172,7 +117,8 @@ def run(config: config_lib.RunConfig, output_dir: str, flags_text: str | None = 
                                 f" {strategy.num_replicas_in_sync} replicas")
         distribute.check_same_config(strategy, config_lib.guarded_settings(config))
         role = distribute.role_of(strategy)
-        with run_dir.RunLock(output_dir) if role.is_chief else contextlib.nullcontext():
+        with run_dir.RunLock(output_dir) if role.is_chief else contextlib.nullcontext() as lock, \
+                distribute.GroupWatch(strategy, on_lost=lock.release if lock else None):
             if role.is_chief:
                 run_dir.prepare(output_dir, config, flags_text, note)
             try:
@@ -189,7 +135,7 @@ def _train(config: config_lib.RunConfig, output_dir: str, strategy: tf.distribut
            role: distribute.Role) -> dict:
     t, d = config.train, config.data
     keras.utils.set_random_seed(t.seed)  # weights, dropout: a run is repeatable from its seed
-    splits = datasets.split_records(datasets.load_training_records(d), d, t.seed)
+    splits = datasets.split_records(datasets.load_training_sets(d), d, t.seed)
     batch = d.return_id_num * d.image_num_every_id
     with strategy.scope():
         model = model_lib.build_run_model(config)
@@ -202,7 +148,7 @@ def _train(config: config_lib.RunConfig, output_dir: str, strategy: tf.distribut
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step, **head.trackables())
     run_checkpoints = os.path.join(output_dir, run_dir.CHECKPOINTS)
     checkpoint_dir = distribute.CheckpointDir(run_checkpoints, role)
-    manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir.path, max_to_keep=5)
+    manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir.path, max_to_keep=t.keep_checkpoints)
     latest = tf.train.latest_checkpoint(run_checkpoints)  # every worker resumes from the chief's
     if latest:
         checkpoint.restore(latest).assert_existing_objects_matched()
@@ -249,7 +195,7 @@ def _train(config: config_lib.RunConfig, output_dir: str, strategy: tf.distribut
             result.update(best_mAP=best["mAP"], best_step=best["step"])
         run_dir.append_validation(history_path, result)
         logging.info("validation at step %d: %s", at_step, ", ".join(
-            f"{k} {v:.4f}" for k, v in result.items() if k not in ("step", "best_step", "best_mAP")))
+            f"{k} {v:.4g}" for k, v in result.items() if k not in ("step", "best_step", "best_mAP")))
         return result
 
     if start == 0 and t.eval_before_training:
@@ -270,15 +216,16 @@ def _train(config: config_lib.RunConfig, output_dir: str, strategy: tf.distribut
                 )
             current = int(step.assign_add(1).numpy())
             window_steps += 1
-            if current % t.log_every == 0 or current == t.max_steps:
+            if current == 1 and role.is_chief:
+                run_dir.record_first_step(output_dir, {"step": 1, "loss": round(loss, 6), **{
+                    k: round(float(stats[k]), 6) for k in ("triplet_loss", "id_loss") if k in stats}})
+            if current % t.log_every == 0 or current in (1, t.max_steps):
                 elapsed = time.time() - window_start
                 images_per_s = window_steps * batch / max(elapsed, 1e-9)
                 lr = float(optimizer.learning_rate)
                 eta = (t.max_steps - current) * elapsed / window_steps
-                id_part = "" if "id_loss" not in stats else (
-                    f"  id loss {float(stats['id_loss']):.4f}  id acc {float(stats['id_accuracy']):.3f}")
-                logging.info("step %d/%d  loss %.4f%s  lr %.3g  %.1f images/s  ETA %s",
-                             current, t.max_steps, loss, id_part, lr, images_per_s, _duration(eta))
+                logging.info("step %d/%d  %s  lr %.3g  %.1f images/s  ETA %s", current, t.max_steps,
+                             _losses_line(loss, stats), lr, images_per_s, _duration(eta))
                 with writers["train"].as_default():
                     tf.summary.scalar("loss", loss, step=current)
                     tf.summary.scalar("learning_rate", lr, step=current)
@@ -307,22 +254,41 @@ def _train(config: config_lib.RunConfig, output_dir: str, strategy: tf.distribut
             previous = run_dir.read_validations(history_path)[-1:]
             last = previous[0] if previous and previous[0]["step"] == current else None
         final = last if last is not None and last["step"] == current else run_validation(current)
-        exported = _export_final(model, config, output_dir, current)
+        if t.projector and splits["valid"][0]:
+            query, gallery = splits["valid"]
+            logging.info(projector.write_projector(
+                os.path.join(output_dir, run_dir.TENSORBOARD, "projector"),
+                evaluate.embed_records(embed, query, d.image_height, d.image_width)[0], query,
+                evaluate.embed_records(embed, gallery, d.image_height, d.image_width)[0], gallery))
+        exported, exported_now = _export_final(model, config, output_dir, current)
     if best:
         logging.info("best validation mAP %.4f at step %d", best["mAP"], best["step"])
-    return {"step": current, "final": final, "best": best, "export": exported}
+    return {"step": current, "final": final, "best": best, "export": exported, "exported_now": exported_now}
 
 
-def _export_final(model: keras.Model, config: config_lib.RunConfig, output_dir: str, step: int) -> str:
-    """export/<step>/ of the final step; a finished run started again leaves its export alone."""
+def _export_final(model: keras.Model, config: config_lib.RunConfig, output_dir: str,
+                  step: int) -> tuple[str, bool]:
+    """(export/<step>/ of the final step, whether it was written now): a finished run started
+    again leaves its export alone."""
     export_dir = os.path.join(output_dir, run_dir.EXPORT)
     existing = os.path.join(export_dir, str(step))
     if tf.io.gfile.exists(os.path.join(existing, "saved_model.pb")):
-        logging.info("%s exists (this run already finished): left as it is", existing)
-        return existing
+        logging.info("this run had already finished: its export %s is left as it is", existing)
+        return existing, False
     exported = export.export_saved_model(model, config, export_dir, step, step)
     logging.info("exported %s", exported)
-    return exported
+    return exported, True
+
+
+def _losses_line(loss: float, stats: dict) -> str:
+    """The step's losses, labelled: the triplet loss alone, or the total and its parts."""
+    if "triplet_loss" not in stats:
+        return f"triplet loss {loss:.4f}"
+    parts = [f"{label} {float(stats[key]):.4f}" for key, label in (
+        ("triplet_loss", "triplet"), ("id_loss", "id"), ("center_loss", "center"),
+        ("weight_decay_loss", "weight decay")) if key in stats]
+    accuracy = f"  id acc {float(stats['id_accuracy']):.3f}" if "id_accuracy" in stats else ""
+    return f"total loss {loss:.4f} ({', '.join(parts)}){accuracy}"
 
 
 def _best(rows: list[dict]) -> dict | None:
@@ -341,24 +307,30 @@ def main(argv):
         sys.exit(f"error: unexpected arguments {' '.join(argv[1:])}")
     from reid_tf import flags as reid_flags
 
-    tf.get_logger().setLevel("WARNING")
-    handler = logging.get_absl_handler()
-    handler.setFormatter(std_logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
-    # TensorFlow's own INFO records (saver, signature names) are noise on this console.
-    handler.addFilter(lambda r: r.levelno >= std_logging.WARNING or f"{os.sep}reid_tf{os.sep}" in r.pathname)
+    console.quiet()
+    f = reid_flags.FLAGS
     config = reid_flags.config_from_flags()
-    output_dir = reid_flags.FLAGS.output_dir
+    strategy = None
     try:
-        summary = run(config, output_dir, reid_flags.train_flags_file(), note=reid_flags.FLAGS.note)
-    except (TrainingError, DatasetError, model_lib.WeightsUnavailableError, export.ExportError,
+        resolver = distribute.cluster_resolver(f.cluster, f.cluster_port, f.kubernetes_job)
+        strategy = distribute.choose_strategy(resolver, f.heartbeat_timeout)
+        summary = run(config, f.output_dir, reid_flags.train_flags_file(), strategy, note=f.note)
+    except (TrainingError, DatasetError, model_lib.BackboneError, export.ExportError,
             run_dir.RunDirError, distribute.DistributionError) as e:
         sys.exit(f"error: {e}")
+    except tf.errors.OpError as e:  # under several workers: one of them was lost
+        line = distribute.lost_worker_line(e, strategy)
+        if line is None:
+            raise
+        distribute.report_lost_worker(line)
+        os._exit(1)  # not sys.exit: TensorFlow's shutdown would wait for the lost worker
+    output_dir = f.output_dir
     first = next(iter(run_dir.read_validations(os.path.join(output_dir, run_dir.VALIDATIONS))), None)
     if first and summary.get("final") and first["step"] == 0:
         print(f"validation mAP before training {first['mAP']:.3f}, after {summary['final']['mAP']:.3f}"
               f" (rank-1 {first.get('rank1', 0):.3f} -> {summary['final'].get('rank1', 0):.3f})")
     if summary.get("export"):
-        print(f"exported {summary['export']}")
+        print(f"{'exported' if summary.get('exported_now') else 'already exported'} {summary['export']}")
 
 
 if __name__ == "__main__":
@@ -366,4 +338,4 @@ if __name__ == "__main__":
 
     reid_flags.define_train_flags()
     np.set_printoptions(precision=4)
-    app.run(main)
+    app.run(main, flags_parser=reid_flags.parse_flags)

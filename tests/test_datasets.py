@@ -1,3 +1,4 @@
+import dataclasses
 import os
 
 import numpy as np
@@ -50,7 +51,7 @@ def test_missing_folder_names_path_and_layout(tmp_path):
     with pytest.raises(DatasetError, match=r"missing dataset folder .*nope.*bounding_box_train"):
         datasets.load_market1501(str(tmp_path / "nope"))
     os.makedirs(tmp_path / "bounding_box_train")
-    with pytest.raises(DatasetError, match=r"missing folder .*query"):
+    with pytest.raises(DatasetError, match=r"no query/ in .*--data_dir=.* to hold bounding_box_train/"):
         datasets.load_market1501(str(tmp_path))
 
 
@@ -130,3 +131,117 @@ def test_validation_split_is_deterministic_and_disjoint(market_dir):
     assert len(keys) == len(set(keys)) == len({(r.pid, r.camid) for r in query + gallery})
     with pytest.raises(DatasetError, match="--valid_ids=8"):
         datasets.split_validation(train, 8, seed=0)
+
+
+def _msmt17(root, version="V1"):
+    """A tiny MSMT17 in its exact layout: 3 train identities (one in list_val), 2 test ones."""
+    train_dir, test_dir = {"V1": ("train", "test"), "V2": ("mask_train_v2", "mask_test_v2")}[version]
+    lists = {"list_train.txt": [], "list_val.txt": [], "list_query.txt": [], "list_gallery.txt": []}
+    for label, cams in ((0, (1, 3)), (1, (2, 15)), (2, (4, 5))):
+        for i, cam in enumerate(cams):
+            rel = f"{label:04d}/{label:04d}_{i:03d}_{cam:02d}_0303morning_{i:04d}_0.jpg"
+            os.makedirs(os.path.join(root, train_dir, f"{label:04d}"), exist_ok=True)
+            _touch_image(os.path.join(root, train_dir, rel))
+            lists["list_val.txt" if label == 2 else "list_train.txt"].append(f"{rel} {label}")
+    for label, cams in ((0, (1, 2, 7)), (1, (3, 9))):
+        for i, cam in enumerate(cams):
+            rel = f"{label:04d}/{label:04d}_{i:03d}_{cam:02d}_0302noon_{i:04d}_1.jpg"
+            os.makedirs(os.path.join(root, test_dir, f"{label:04d}"), exist_ok=True)
+            _touch_image(os.path.join(root, test_dir, rel))
+            lists["list_query.txt" if i == 0 else "list_gallery.txt"].append(f"{rel} {label}")
+    for name, lines in lists.items():
+        with open(os.path.join(root, name), "w") as f:
+            f.write("\n".join(lines) + "\n")
+    return str(root)
+
+
+@pytest.mark.parametrize("version", ["V1", "V2"])
+def test_msmt17_layouts(tmp_path, version):
+    root = _msmt17(tmp_path, version)
+    splits = datasets.load_msmt17(root)
+    # Labels move up by one (no identity 0, Market's distractor); cameras from the third field.
+    expected = [(1, 1), (1, 3), (2, 2), (2, 15), (3, 4), (3, 5)]
+    assert sorted({(r.pid, r.camid) for r in splits["train"]}) == expected
+    assert [(r.pid, r.camid) for r in splits["query"]] == [(1, 1), (2, 3)]
+    assert sorted((r.pid, r.camid) for r in splits["gallery"]) == [(1, 2), (1, 7), (2, 9)]
+    assert all(os.path.exists(r.path) for rs in splits.values() for r in rs)
+    assert len(datasets.load_msmt17(root, merge_val=False)["train"]) == 4  # list_val.txt left out
+
+
+def test_msmt17_refuses_a_wrong_folder_naming_the_layout_and_data_dir(tmp_path, market_dir):
+    with pytest.raises(DatasetError) as e:
+        datasets.load_msmt17(market_dir)
+    message = str(e.value)
+    assert "\n" not in message and f"--data_dir={market_dir}" in message
+    assert "list_train.txt" in message and "mask_train_v2/" in message
+    root = _msmt17(tmp_path)
+    with open(os.path.join(root, "list_query.txt"), "a") as f:
+        f.write("not a line\n")
+    with pytest.raises(DatasetError, match=r"list_query.txt:3: expected 'DIR/FILE LABEL'"):
+        datasets.load_msmt17(root)
+
+
+def _cuhk03_np(root):
+    """CUHK03-NP as Zhong et al. ship it: detected/ and labeled/, each a Market-like layout."""
+    for labels, offset in (("detected", 0), ("labeled", 100)):
+        for split, pids in (("bounding_box_train", (1, 3)), ("query", (2,)), ("bounding_box_test", (2, 4))):
+            os.makedirs(os.path.join(root, labels, split))
+            for pid in pids:
+                for cam in (1, 2):
+                    _touch_image(os.path.join(root, labels, split, f"{pid + offset:04d}_c{cam}_{cam}.png"))
+    return str(root)
+
+
+def test_cuhk03_np_layout(tmp_path, market_dir):
+    from reid_tf.config import DataConfig
+
+    root = _cuhk03_np(tmp_path)
+    detected = datasets.load_dataset("cuhk03_np", root, DataConfig(dataset="cuhk03_np"))
+    labeled_cfg = DataConfig(dataset="cuhk03_np", cuhk03_labels="labeled")
+    labeled = datasets.load_dataset("cuhk03_np", root, labeled_cfg)
+    assert sorted({r.pid for r in detected["train"]}) == [1, 3]
+    assert sorted({r.pid for r in labeled["train"]}) == [101, 103]
+    assert [(r.pid, r.camid) for r in detected["query"]] == [(2, 1), (2, 2)]
+    assert all(r.path.endswith(".png") and "/detected/" in r.path for r in detected["gallery"])
+    with pytest.raises(DatasetError) as e:
+        datasets.load_dataset("cuhk03_np", market_dir, DataConfig(dataset="cuhk03_np"))
+    assert f"--data_dir={market_dir}" in str(e.value) and "detected/ and labeled/" in str(e.value)
+
+
+def test_several_datasets_train_as_one_with_identities_and_cameras_apart(tmp_path, market_dir):
+    from reid_tf.config import DataConfig
+
+    msmt = _msmt17(tmp_path / "msmt")
+    cfg = DataConfig(dataset="market1501,msmt17", data_dir=f"{market_dir},{msmt}", valid_ids=2,
+                     train_eval_ids=0)
+    market_train, msmt_train = datasets.load_training_sets(cfg)
+    market_only = datasets.load_market1501(market_dir)["train"]
+    assert market_train == market_only  # the first dataset keeps its pids and cameras
+    assert min(r.pid for r in msmt_train) == max(r.pid for r in market_only) + 1 + 1  # MSMT17's 1, offset
+    assert min(r.camid for r in msmt_train) > max(r.camid for r in market_only)
+    splits = datasets.split_records([market_train, msmt_train], cfg, seed=0)
+    held = {r.pid for r in splits["valid"][0] + splits["valid"][1]}
+    assert held <= {r.pid for r in market_only} and len(held) == 2  # validation from the first
+    assert len({r.pid for r in splits["train"]}) == 8 - 2 + 3
+    cfg_msmt = dataclasses.replace(cfg, valid_dataset="msmt17")
+    splits = datasets.split_records([market_train, msmt_train], cfg_msmt, seed=0)
+    assert {r.pid for r in splits["valid"][0]} <= {r.pid for r in msmt_train}
+    from reid_tf import config as C
+    from reid_tf import report
+
+    assert report.describe_training(C.RunConfig(data=cfg))["dataset"] == "market1501 + msmt17"
+    with pytest.raises(DatasetError, match=r"--dataset names 2 dataset\(s\) .* but --data_dir gives 1"):
+        datasets.dataset_entries(dataclasses.replace(cfg, data_dir=market_dir))
+    with pytest.raises(DatasetError, match="--valid_dataset=duke is not one of"):
+        datasets.split_records([market_train, msmt_train], dataclasses.replace(cfg, valid_dataset="duke"), 0)
+
+
+def test_test_split_of_any_dataset(tmp_path, market_dir):
+    from reid_tf.config import DataConfig
+
+    query, gallery = datasets.load_test_split(DataConfig(dataset="msmt17", data_dir=_msmt17(tmp_path)))
+    assert len(query) == 2 and len(gallery) == 3
+    query, gallery = datasets.load_test_split(DataConfig(dataset="market1501", data_dir=market_dir))
+    assert query == datasets.load_market1501(market_dir)["query"]
+    with pytest.raises(DatasetError, match="--dataset=csv has no query/gallery split"):
+        datasets.load_test_split(DataConfig(dataset="csv", data_dir=market_dir, train_csv="x.csv"))

@@ -4,7 +4,6 @@ worker processes (MultiWorkerMirroredStrategy on localhost), against the single-
 import dataclasses
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -170,29 +169,6 @@ def test_a_worker_with_other_flags_is_refused(market_dir, tmp_path):
             "error: worker(s) 1 run with another configuration than the chief: start every worker"
             " with the same flags")
     assert not out.exists()
-
-
-def test_kill_9_of_one_worker_then_both_restart_and_resume(market_dir, tmp_path):
-    out = tmp_path / "run"
-    flags = tiny_flags(market_dir, out, eval_every=1000)
-    procs = start_workers([flags + ["--max_steps=100000"]] * 2, tmp_path)
-    try:
-        deadline = time.time() + 180
-        while time.time() < deadline and checkpoint_steps(str(out))[-1:] < [4]:
-            time.sleep(0.3)
-    finally:
-        procs[1].send_signal(signal.SIGKILL)  # one worker dies; the other waits in a collective
-        time.sleep(1)
-        procs[0].send_signal(signal.SIGKILL)  # the user stops it, then starts both again
-        for p in procs:
-            p.communicate(timeout=60)
-    saved = checkpoint_steps(str(out))[-1]
-    assert saved >= 4
-    results = finish(start_workers([flags + [f"--max_steps={saved + 2}"]] * 2, tmp_path))
-    for code, err in results:
-        assert code == 0, err[-3000:]
-    assert f"at step {saved}" in results[0][1]  # "resumed from .../ckpt-N at step N"
-    assert checkpoint_steps(str(out))[-1] == saved + 2
 
 
 # ---------------------------------------------------------------------------- shared storage, lock

@@ -1,3 +1,4 @@
+import dataclasses
 import glob
 import os
 
@@ -34,7 +35,8 @@ def parse(request):
 
 
 def test_every_log_row_has_a_flagfile():
-    assert set(LOG_ROWS) | {"base.cfg", "quickstart.cfg", "resnet_bot.cfg"} == set(FLAGFILES)
+    others = {"base.cfg", "quickstart.cfg", "quickstart_osnet.cfg", "resnet_bot.cfg"}
+    assert set(LOG_ROWS) | others == set(FLAGFILES)
 
 
 @pytest.mark.parametrize("name", [n for n in FLAGFILES if n != "base.cfg"])
@@ -91,6 +93,9 @@ def test_quickstart_uses_the_same_code_with_small_values(parse):
     assert config.data.dataset == "synthetic" and config.model.backbone == "resnet50"
     assert config.model.backbone_weights == "none" and config.model.neck == "bnneck"
     assert config.train.eval_before_training and config.train.max_steps <= 1000
+    osnet = parse("--flagfile=flags/quickstart_osnet.cfg")
+    assert osnet.model.backbone == "osnet_x1_0" and osnet.model.backbone_weights == "none"
+    assert dataclasses.replace(osnet, model=dataclasses.replace(osnet.model, backbone="resnet50")) == config
 
 
 def test_out_of_range_flags_fail_with_one_line(parse):

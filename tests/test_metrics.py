@@ -146,3 +146,47 @@ def test_bad_inputs():
         evaluate_rank(np.full((1, 1), np.nan), [1], [1], [1], [2])
     with pytest.raises(MetricsError, match="no query has a valid match"):
         evaluate_rank(np.zeros((1, 1)), [1], [2], [1], [2])
+
+
+@pytest.mark.parametrize("protocol", ["market1501", "official"])
+def test_block_scoring_equals_the_sorted_scoring_it_replaced(protocol):
+    """The scores of the whole-row stable sort that came before, on a larger case with ties
+    (duplicated gallery images, a constant block), junk, distractors and same-camera matches."""
+    from sorted_metrics import sorted_evaluate_rank
+
+    rng = np.random.default_rng(7)
+    distmat, q_pids, g_pids, q_cams, g_cams = random_case(7, num_q=300, num_g=2500)
+    distmat[:, 100:160] = distmat[:, 40:100]  # tied copies: order by gallery index decides
+    distmat[:20, :] = np.round(distmat[:20, :], 1)  # many ties in a row
+    distmat[20:30, :] = 0.5  # a collapsed query row: all equal
+    g_pids[100:160] = g_pids[40:100]
+    ours = evaluate_rank(distmat, q_pids, g_pids, q_cams, g_cams, protocol=protocol, chunk_size=64)
+    old = sorted_evaluate_rank(distmat, q_pids, g_pids, q_cams, g_cams, protocol=protocol, chunk_size=64)
+    assert abs(ours["mAP"] - old["mAP"]) < 1e-12 and abs(ours["mINP"] - old["mINP"]) < 1e-12
+    np.testing.assert_array_equal(ours["cmc"], old["cmc"])
+    assert ours["num_valid_queries"] == old["num_valid_queries"]
+    del rng
+
+
+def test_scores_from_features_equal_those_of_the_whole_matrix():
+    from reid_tf import evaluate
+    from reid_tf.metrics import euclidean_distances
+
+    rng = np.random.default_rng(3)
+    centers = rng.normal(size=(40, 32)).astype(np.float32)
+    q_pids, g_pids = rng.integers(0, 40, 120), rng.integers(0, 40, 900)
+    qf = centers[q_pids] + 0.7 * rng.normal(size=(120, 32)).astype(np.float32)
+    gf = centers[g_pids] + 0.7 * rng.normal(size=(900, 32)).astype(np.float32)
+    q_cams, g_cams = rng.integers(1, 5, 120), rng.integers(1, 5, 900)
+    whole = evaluate_rank(euclidean_distances(qf, gf), q_pids, g_pids, q_cams, g_cams)
+    import reid_tf.metrics as metrics
+
+    metrics_block = metrics.BLOCK_ELEMENTS
+    metrics.BLOCK_ELEMENTS = 900 * 7  # blocks of 7 queries
+    try:
+        scored = evaluate.score(qf, gf, q_pids, g_pids, q_cams, g_cams)
+    finally:
+        metrics.BLOCK_ELEMENTS = metrics_block
+    assert scored["mAP"] == pytest.approx(whole["mAP"], abs=1e-9)
+    assert scored["mINP"] == pytest.approx(whole["mINP"], abs=1e-9)
+    np.testing.assert_allclose(scored["cmc"], whole["cmc"][:50])

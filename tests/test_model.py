@@ -117,7 +117,7 @@ def test_weights_from_a_file(tmp_path):
 def test_bad_values():
     with pytest.raises(ValueError, match="pooling"):
         model_lib.build_model(SHAPE, backbone_weights="none", pooling="sum")
-    with pytest.raises(ValueError, match="too small"):
+    with pytest.raises(model_lib.BackboneError, match="too small"):
         model_lib.build_model((16, 8, 3), backbone_weights="none")
     with pytest.raises(ValueError, match="dropout"):
         model_lib.build_model(SHAPE, backbone="small", backbone_weights="none", dropout=1.0)

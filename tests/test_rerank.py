@@ -59,3 +59,19 @@ def test_bad_shapes():
         rerank.re_ranking(np.zeros((2, 3)), np.zeros((2, 2)), np.zeros((2, 2)))
     with pytest.raises(ValueError, match="feature shapes"):
         rerank.re_ranking_features(np.zeros((2, 3)), np.zeros((4, 5)))
+
+
+def test_blockwise_scoring_re_ranks_as_the_whole_matrix(monkeypatch):
+    """evaluate.score re-ranks a block of queries at a time (never the whole Q x G): the same
+    scores as re-ranking the whole matrix and then scoring it."""
+    from reid_tf import evaluate, metrics
+
+    qf, gf, qp, gp = clustered(5, num_q=90, num_g=500, ids=30, noise=0.9)
+    rng = np.random.default_rng(5)
+    qc, gc = rng.integers(1, 4, len(qp)), rng.integers(1, 4, len(gp))
+    whole = evaluate_rank(rerank.re_ranking_features(qf, gf), qp, gp, qc, gc)
+    monkeypatch.setattr(metrics, "BLOCK_ELEMENTS", 500 * 13)  # blocks of 13 queries
+    scored = evaluate.score(qf, gf, qp, gp, qc, gc, rerank_too=True)
+    assert scored["mAP_rerank"] == pytest.approx(whole["mAP"], abs=1e-6)
+    assert scored["mINP_rerank"] == pytest.approx(whole["mINP"], abs=1e-6)
+    np.testing.assert_allclose(scored["cmc_rerank"], whole["cmc"], atol=1e-6)

@@ -2,8 +2,8 @@
 
 from absl import app
 
+from reid_tf import console, synthetic
 from reid_tf import flags as reid_flags
-from reid_tf import synthetic
 
 reid_flags.define_synthetic_flags()
 FLAGS = reid_flags.FLAGS
@@ -11,6 +11,7 @@ FLAGS = reid_flags.FLAGS
 
 def main(argv):
     del argv
+    console.quiet()
     counts = synthetic.make_synthetic_market(
         FLAGS.output_dir, FLAGS.num_ids, FLAGS.num_cameras, FLAGS.images_per_camera,
         FLAGS.height, FLAGS.width, FLAGS.seed,
@@ -19,4 +20,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=reid_flags.parse_flags)

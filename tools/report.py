@@ -5,13 +5,13 @@
 Arguments are run folders or folders holding them. Without --output the table is printed.
 """
 
-import logging as std_logging
+import json
 import sys
 
 from absl import app, logging
 
+from reid_tf import console, report
 from reid_tf import flags as reid_flags
-from reid_tf import report
 
 reid_flags.define_report_flags()
 FLAGS = reid_flags.FLAGS
@@ -20,12 +20,16 @@ FLAGS = reid_flags.FLAGS
 def main(argv):
     if len(argv) < 2:
         sys.exit("usage: python tools/report.py RUN_DIR_OR_PARENT... [--output=report.md]")
+    console.quiet(timestamps=False)  # one plain line each
     logging.set_verbosity(logging.WARNING)
-    logging.get_absl_handler().setFormatter(std_logging.Formatter("%(message)s"))  # one plain line each
     runs = report.load_runs(argv[1:])
     try:
-        table = report.markdown(runs, FLAGS.baseline)
-    except ValueError as e:
+        reference = None
+        if FLAGS.reference:
+            with open(FLAGS.reference, encoding="utf-8") as f:
+                reference = json.load(f)
+        table = report.markdown(runs, FLAGS.baseline, reference)
+    except (ValueError, OSError) as e:
         sys.exit(f"error: {e}")
     if FLAGS.output:
         with open(FLAGS.output, "w") as f:
@@ -43,4 +47,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=reid_flags.parse_flags)

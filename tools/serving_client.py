@@ -9,8 +9,8 @@ import sys
 import numpy as np
 from absl import app
 
+from reid_tf import console, serving
 from reid_tf import flags as reid_flags
-from reid_tf import serving
 
 reid_flags.define_serving_client_flags()
 FLAGS = reid_flags.FLAGS
@@ -18,6 +18,7 @@ FLAGS = reid_flags.FLAGS
 
 def main(argv):
     del argv
+    console.quiet()
     images = []
     for path in FLAGS.images:
         try:
@@ -43,4 +44,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=reid_flags.parse_flags)

@@ -1,0 +1,267 @@
+"""Backbones by name: the keras.applications networks that suit re-identification, OSNet, and a
+small CNN for the tests. Each comes headless (its last feature map), with its batch norm on TF's
+fused kernel, BoT's "last stride 1" where its last downsampling is one layer that allows it, and
+the name of the preprocessing it expects (done inside the model, so serving takes raw pixels).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import warnings
+from collections.abc import Callable
+
+import keras
+import tensorflow as tf
+
+from reid_tf import osnet
+from reid_tf.config import BACKBONES, LAST_STRIDES
+
+
+class BackboneError(RuntimeError):
+    """A backbone that cannot be built as asked; the message is one line naming it."""
+
+
+class WeightsUnavailableError(BackboneError):
+    """Backbone weights could not be had (offline, or a bad file)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    """How to build one backbone: its constructor (input_shape, imagenet, name) -> model, and the
+    preprocessing of [0, 255] RGB pixels it was trained with (`model.PixelPreprocessing` modes;
+    "none" where the network normalises inside itself)."""
+
+    build: Callable[[tuple[int, int, int], bool, str], keras.Model]
+    preprocessing: str
+    imagenet: bool = True  # Keras ships ImageNet weights
+
+
+def _keras(constructor, named: bool = True):
+    """A keras.applications constructor, headless, its model called `name` (EfficientNetV2 reads
+    its own name as its configuration's: it is renamed by a wrapping model instead)."""
+    def build(shape, imagenet, name):
+        kwargs = {"name": name} if named else {}
+        with warnings.catch_warnings():  # MobileNet: "weights for input shape (224, 224) will be loaded"
+            warnings.simplefilter("ignore")
+            model = constructor(include_top=False, weights="imagenet" if imagenet else None,
+                                input_shape=shape, **kwargs)
+        return model if named else keras.Model(model.input, model.output, name=name)
+    return build
+
+
+_apps = keras.applications
+REGISTRY: dict[str, Spec] = {
+    "resnet50": Spec(_keras(_apps.ResNet50), "caffe"),
+    "resnet101": Spec(_keras(_apps.ResNet101), "caffe"),
+    "resnet152": Spec(_keras(_apps.ResNet152), "caffe"),
+    "resnet50v2": Spec(_keras(_apps.ResNet50V2), "tf"),
+    "resnet101v2": Spec(_keras(_apps.ResNet101V2), "tf"),
+    "resnet152v2": Spec(_keras(_apps.ResNet152V2), "tf"),
+    "mobilenet_v3_small": Spec(_keras(_apps.MobileNetV3Small), "none"),
+    "mobilenet_v3_large": Spec(_keras(_apps.MobileNetV3Large), "none"),
+    "efficientnetv2_b0": Spec(_keras(_apps.EfficientNetV2B0, named=False), "none"),
+    "efficientnetv2_b1": Spec(_keras(_apps.EfficientNetV2B1, named=False), "none"),
+    "efficientnetv2_b2": Spec(_keras(_apps.EfficientNetV2B2, named=False), "none"),
+    "efficientnetv2_b3": Spec(_keras(_apps.EfficientNetV2B3, named=False), "none"),
+    "efficientnetv2_s": Spec(_keras(_apps.EfficientNetV2S, named=False), "none"),
+    "convnext_tiny": Spec(_keras(_apps.ConvNeXtTiny), "none"),
+    "convnext_small": Spec(_keras(_apps.ConvNeXtSmall), "none"),
+    "densenet121": Spec(_keras(_apps.DenseNet121), "torch"),
+    **{name: Spec(lambda shape, _, name: osnet.osnet(name, shape), "torch", imagenet=False)
+       for name in osnet.WIDTHS},
+    "small": Spec(lambda shape, _, name: small_backbone(shape), "tf", imagenet=False),
+}
+assert tuple(REGISTRY) == BACKBONES, "config.BACKBONES lists the registry's names, in order"
+
+PREPROCESSING_TEXT = {
+    "caffe": "caffe (BGR, ImageNet mean removed)",
+    "tf": "[-1, 1]",
+    "torch": "[0, 1], then the ImageNet mean and standard deviation",
+    "none": "the network's own layers (Rescaling / Normalization inside it)",
+}
+
+
+@keras.saving.register_keras_serializable("reid_tf")
+class FusedBatchNormalization(keras.layers.BatchNormalization):
+    """BatchNormalization of 4-D inputs by TF's fused kernel (one pass each way; oneDNN, cuDNN).
+
+    Keras 3 computes batch norm op by op (moments, then scale and shift, with casts under mixed
+    precision): measured here, that is 3.5x slower and most of a ResNet50 train step on a CPU.
+    Same weights and results; other cases fall back to the Keras computation.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        if (mask is not None or self.renorm or self.synchronized or not (self.scale and self.center)
+                or len(inputs.shape) != 4 or self.axis not in (-1, 3)):
+            return super().call(inputs, training=training, mask=mask)
+        if training and self.trainable:
+            y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+                inputs, self.gamma, self.beta, epsilon=self.epsilon, is_training=True)
+            # The kernel returns the Bessel-corrected variance; Keras averages the biased one.
+            n = tf.cast(tf.reduce_prod(tf.shape(inputs)[:3]), tf.float32)
+            variance = variance * (n - 1.0) / n
+            self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
+            self.moving_variance.assign(
+                self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
+        else:
+            y, _, _ = tf.compat.v1.nn.fused_batch_norm(
+                inputs, self.gamma, self.beta, mean=self.moving_mean, variance=self.moving_variance,
+                epsilon=self.epsilon, is_training=False)
+        return tf.cast(y, self.compute_dtype)
+
+
+def rebuilt_backbone(model: keras.Model, last_stride: int = 2) -> keras.Model:
+    """A copy of a network whose BatchNormalization layers use the fused kernel, and whose last
+    downsampling (the stride-2 layers whose output is the final map) has stride `last_stride`
+    (BoT's "last stride 1": a feature map twice as tall and wide; the weights are the same,
+    since only strides change)."""
+    final = tuple(model.output.shape[1:3])
+    last = [layer for layer in model.layers if tuple(getattr(layer, "strides", (1, 1))) == (2, 2)
+            and tuple(layer.output.shape[1:3]) == final]
+    # Padding made for a stride-2 window (MobileNet's asymmetric pad) becomes k // 2 on each side.
+    pads = {} if last_stride == 2 else {
+        _producer(layer).name: layer.kernel_size[0] // 2 for layer in last
+        if isinstance(_producer(layer), keras.layers.ZeroPadding2D) and hasattr(layer, "kernel_size")}
+
+    def clone(layer):
+        cls = FusedBatchNormalization if type(layer) is keras.layers.BatchNormalization else type(layer)
+        config = layer.get_config()
+        if layer.name in {changed.name for changed in last}:
+            config["strides"] = (last_stride, last_stride)
+        if layer.name in pads:
+            config["padding"] = ((pads[layer.name],) * 2,) * 2
+        return cls.from_config(config)
+
+    rebuilt = keras.models.clone_model(model, clone_function=clone)
+    rebuilt.set_weights(model.get_weights())
+    if last_stride == 1 and tuple(rebuilt.output.shape[1:3]) != (2 * final[0], 2 * final[1]):
+        raise BackboneError(
+            f"--last_stride=1 does not apply to {model.name}: its last downsampling is not one stride-2"
+            " layer that keeps a map twice as large at stride 1; use --last_stride=2")
+    return rebuilt
+
+
+def _producer(layer: keras.layers.Layer) -> keras.layers.Layer:
+    """The layer whose output a layer takes (its first input)."""
+    return layer._inbound_nodes[0].input_tensors[0]._keras_history.operation
+
+
+def small_backbone(input_shape: tuple[int, int, int]) -> keras.Model:
+    """A 4-stage CNN (conv-BN-ReLU x2, pool): learns the synthetic data on a CPU in minutes."""
+    inputs = keras.Input(input_shape)
+    x = inputs
+    for filters in (32, 64, 128, 256):
+        for _ in range(2):
+            x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+            x = FusedBatchNormalization()(x)
+            x = keras.layers.ReLU()(x)
+        x = keras.layers.MaxPooling2D(2)(x)
+    return keras.Model(inputs, x, name="small")
+
+
+def preprocessing(name: str) -> str:
+    """The preprocessing mode the backbone expects."""
+    return REGISTRY[name].preprocessing
+
+
+def build_backbone(name: str, weights: str, input_shape: tuple[int, int, int],
+                   last_stride: int = 2) -> keras.Model:
+    """A headless backbone returning its last feature map; weights: imagenet, none or a path."""
+    if name not in REGISTRY:
+        raise BackboneError(f"--backbone={name}: one of {', '.join(REGISTRY)}")
+    if last_stride not in LAST_STRIDES:
+        raise BackboneError(f"--last_stride={last_stride}: 1 or 2")
+    if last_stride != 2 and name == "small":
+        raise BackboneError("--last_stride=1 does not apply to small: use --last_stride=2")
+    if min(input_shape[:2]) < 32:
+        raise BackboneError(f"input {input_shape[0]}x{input_shape[1]} is too small for {name}: need >= 32 px")
+    spec, imagenet = REGISTRY[name], weights == "imagenet"
+    if imagenet and not spec.imagenet:
+        raise WeightsUnavailableError(
+            f"{name} has no ImageNet weights in Keras: use --backbone_weights=none (from scratch) or a"
+            " weights file, e.g. the backbone of a run trained here (python -m reid_tf.export"
+            " --output_dir=RUN --export_dir=DIR --format=backbone)")
+    try:
+        backbone = spec.build(input_shape, imagenet, name)
+    except Exception as e:  # noqa: BLE001 - Keras raises plain Exception on a failed download
+        if not imagenet:
+            raise
+        url = re.search(r"https?://\S+?\.h5", str(e))
+        source = f" from {url.group(0)}" if url else f" ({str(e).splitlines()[0][:120]})"
+        raise WeightsUnavailableError(
+            f"could not download the ImageNet weights of {name}{source}; offline? use"
+            " --backbone_weights=none|PATH (a .weights.h5 of the backbone: see the README)"
+        ) from None
+    if weights not in ("imagenet", "none"):
+        load_backbone_weights(backbone, weights, name, input_shape)
+    return backbone if name == "small" else rebuilt_backbone(backbone, last_stride)
+
+
+# A backbone weights file written by `save_backbone_weights` says what it holds (HDF5 attributes).
+_FILE_BACKBONE, _FILE_INPUT = "reid_tf_backbone", "reid_tf_input_shape"
+
+
+def _size(shape) -> str:
+    return f"{int(shape[0])}x{int(shape[1])}"
+
+
+def load_backbone_weights(backbone: keras.Model, path: str, name: str,
+                          input_shape: tuple[int, int, int]) -> None:
+    """Load a `.weights.h5` of the backbone (from keras.applications, or a run's
+    `--format=backbone` export); a file of another backbone or input size is refused in one line."""
+    if not os.path.isfile(path):
+        raise WeightsUnavailableError(
+            f"backbone weights file {path} not found: use --backbone_weights=none|PATH")
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            theirs = f.attrs.get(_FILE_BACKBONE)
+            their_shape = f.attrs.get(_FILE_INPUT)
+    except OSError:
+        raise WeightsUnavailableError(f"backbone weights {path} is not a Keras .weights.h5 file") from None
+    if theirs is not None:
+        theirs = theirs.decode() if isinstance(theirs, bytes) else str(theirs)
+        if theirs != name or (their_shape is not None and _size(their_shape) != _size(input_shape)):
+            raise WeightsUnavailableError(
+                f"backbone weights {path} are {theirs} at {_size(their_shape)}; this run builds {name}"
+                f" at {_size(input_shape)}: export the backbone of a run like this one, or change"
+                " --backbone or --image_height/--image_width")
+    try:
+        with warnings.catch_warnings():  # Keras warns once per layer before it raises: one line instead
+            warnings.simplefilter("ignore")
+            backbone.load_weights(path)
+    except Exception as e:  # noqa: BLE001
+        raise WeightsUnavailableError(
+            f"cannot load backbone weights {path} into {name}: {str(e).splitlines()[0][:200]}"
+        ) from None
+
+
+def save_backbone_weights(backbone: keras.Model, name: str, input_shape: tuple[int, int, int],
+                          path: str) -> None:
+    """Write a backbone's weights as its library lays them out (plain BatchNormalization layers),
+    so the file loads into keras.applications' network and into `--backbone_weights`; the
+    backbone's name and input size go with it."""
+    import h5py
+
+    plain = plain_backbone(name, input_shape)
+    plain.set_weights(backbone.get_weights())
+    plain.save_weights(path)
+    with h5py.File(path, "a") as f:
+        f.attrs[_FILE_BACKBONE] = name
+        f.attrs[_FILE_INPUT] = list(input_shape)
+
+
+def plain_backbone(name: str, input_shape: tuple[int, int, int]) -> keras.Model:
+    """The backbone network as its library builds it, without weights (Keras' own layers)."""
+    return REGISTRY[name].build(input_shape, False, name)
+
+
+def backbone_of(model: keras.Model) -> keras.Model:
+    """The backbone network inside a run's model."""
+    inner = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    if len(inner) != 1:
+        raise ValueError(f"{model.name} holds {len(inner)} nested networks, not one backbone")
+    return inner[0]

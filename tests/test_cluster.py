@@ -1,0 +1,202 @@
+"""Several machines that survive losing one: two localhost workers, a kill -9 of either (in a step,
+or while the chief validates), the survivor's one line and exit, a restart that resumes; a slow
+chief not taken for a dead one; the Slurm and Kubernetes cluster resolvers."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import types
+
+import pytest
+from test_distributed import free_ports, tiny_flags
+from test_train import REPO, checkpoint_steps
+
+from reid_tf import distribute
+
+# Runs the trainer with a validation that first sleeps SLOW_VALIDATION seconds (a long one, as
+# Market-1501's takes minutes while the other workers wait in a collective).
+SLOW_TRAINER = r"""
+import os, runpy, sys, time
+from reid_tf import evaluate
+real = evaluate.validate
+def slow(*args, **kwargs):
+    time.sleep(float(os.environ.get("SLOW_VALIDATION", "0")))
+    return real(*args, **kwargs)
+evaluate.validate = slow
+sys.argv = ["reid_tf.train"] + sys.argv[1:]
+runpy.run_module("reid_tf.train", run_name="__main__", alter_sys=True)
+"""
+LINE = ("error: lost worker {index} (localhost:{port}): {cause}. The group cannot go on without it: start"
+        " every worker again with the same command; they resume from the last checkpoint")
+
+
+def start(flags, tmp_dir, slow_validation=0.0, env_of=None):
+    ports = free_ports(len(flags))
+    cluster = {"worker": [f"localhost:{p}" for p in ports]}
+    procs = []
+    for index, worker_flags in enumerate(flags):
+        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        env = {**os.environ, "TMPDIR": str(tmp_dir), "TF_CONFIG": tf_config,
+               "SLOW_VALIDATION": str(slow_validation if index == 0 else 0)}
+        env.update(env_of(index, ports) if env_of else {})
+        procs.append(subprocess.Popen([sys.executable, "-c", SLOW_TRAINER, *worker_flags], cwd=REPO, env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    return procs, ports
+
+
+def wait_for(condition, timeout=180.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline and not condition():
+        time.sleep(0.2)
+    assert condition(), "timed out"
+
+
+def survivor_after_kill(procs, victim):
+    killed_at = time.time()
+    procs[victim].send_signal(signal.SIGKILL)
+    survivor = procs[1 - victim]
+    _, err = survivor.communicate(timeout=120)
+    procs[victim].communicate()
+    return survivor.returncode, time.time() - killed_at, err
+
+
+@pytest.mark.parametrize("victim", [1, 0])
+def test_a_killed_worker_ends_the_group_with_one_line_and_the_restart_resumes(market_dir, tmp_path, victim):
+    out = tmp_path / "run"
+    flags = tiny_flags(market_dir, out, eval_every=1000, max_steps=100000, heartbeat_timeout=5)
+    procs, ports = start([flags] * 2, tmp_path)
+    wait_for(lambda: checkpoint_steps(str(out))[-1:] >= [4])
+    code, seconds, err = survivor_after_kill(procs, victim)
+    assert code != 0 and seconds < 60 and "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    causes = ("its connection was reset", "its connection was refused", "it stopped sending heartbeats")
+    assert last in [LINE.format(index=victim, port=ports[victim], cause=cause) for cause in causes], last
+    saved = checkpoint_steps(str(out))[-1]
+    if victim == 1:
+        assert not (out / "run.lock").exists()  # the surviving chief let its lock go
+    procs, _ = start([tiny_flags(market_dir, out, eval_every=1000, max_steps=saved + 2)] * 2, tmp_path)
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-3000:]
+        assert f"at step {saved}" in err  # "resumed from .../ckpt-N at step N", on every worker
+    assert checkpoint_steps(str(out))[-1] == saved + 2
+
+
+def test_a_worker_lost_while_the_chief_validates_ends_the_chief_too(market_dir, tmp_path):
+    out = tmp_path / "run"
+    flags = tiny_flags(market_dir, out, eval_every=2, max_steps=100, heartbeat_timeout=3)
+    procs, ports = start([flags] * 2, tmp_path, slow_validation=600)  # the chief validates for 10 minutes
+    wait_for(lambda: checkpoint_steps(str(out))[-1:] >= [2])
+    time.sleep(4)  # the chief is in its validation, the other worker waits in a collective
+    code, seconds, err = survivor_after_kill(procs, 1)
+    assert code != 0 and seconds < 60 and "Traceback" not in err
+    expected = LINE.format(index=1, port=ports[1], cause="it stopped sending heartbeats")
+    assert err.strip().splitlines()[-1] == expected
+    assert not (out / "run.lock").exists()
+
+
+def test_a_slow_chief_is_not_taken_for_a_dead_one(market_dir, tmp_path):
+    out = tmp_path / "run"
+    flags = tiny_flags(market_dir, out, heartbeat_timeout=2)  # 4 steps, validations at 2 and 4
+    procs, _ = start([flags] * 2, tmp_path, slow_validation=7)  # each validation 3.5 x the timeout
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-3000:]
+    assert checkpoint_steps(str(out)) == [2, 4]
+
+
+def test_slurm_starts_the_group_without_tf_config(market_dir, tmp_path):
+    """srun's environment (faked: one node, two tasks) resolved by TF's SlurmClusterResolver."""
+    out = tmp_path / "run"
+    port = free_ports(1)[0]
+
+    def slurm(index, ports):
+        return {"SLURM_PROCID": str(index), "SLURM_STEP_NUM_TASKS": "2", "SLURM_STEP_NODELIST": "localhost",
+                "SLURM_STEP_TASKS_PER_NODE": "2", "TF_CONFIG": "", "CUDA_VISIBLE_DEVICES": ""}
+
+    flags = tiny_flags(market_dir, out) + ["--cluster=slurm", f"--cluster_port={port}"]
+    procs, _ = start([flags] * 2, tmp_path, env_of=slurm)
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-3000:]
+        assert "on 2 replica(s) of 2 worker(s)" in err
+    assert checkpoint_steps(str(out)) == [2, 4]
+
+
+def test_slurm_resolver_reads_the_job_step(monkeypatch):
+    monkeypatch.setenv("SLURM_PROCID", "3")
+    monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "4")
+    monkeypatch.setenv("SLURM_STEP_NODELIST", "node[07-08],gpu1")
+    monkeypatch.setenv("SLURM_STEP_TASKS_PER_NODE", "1(x2),2")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.setenv("PATH", "/nonexistent")  # no nvidia-smi: CPU nodes
+    resolver = distribute.cluster_resolver("slurm", port=5000)
+    spec = resolver.cluster_spec().as_dict()
+    assert spec == {"worker": ["gpu1:5000", "gpu1:5001", "node07:5000", "node08:5000"]}
+    assert (resolver.task_type, resolver.task_id) == ("worker", 3)
+    monkeypatch.delenv("SLURM_PROCID")
+    with pytest.raises(distribute.DistributionError, match="start every task with srun"):
+        distribute.cluster_resolver("slurm")
+
+
+def pod(name, index, phase="Running"):
+    return types.SimpleNamespace(
+        metadata=types.SimpleNamespace(name=name,
+                                       annotations={"batch.kubernetes.io/job-completion-index": str(index)}),
+        status=types.SimpleNamespace(phase=phase, host_ip="10.0.0.1", pod_ip=f"10.1.0.{index}"),
+        spec=types.SimpleNamespace(hostname=f"reid-train-{index}", subdomain="reid-workers"))
+
+
+class FakeKubernetes:
+    """The API answers KubernetesClusterResolver reads: the pods of a label selector."""
+
+    def __init__(self, answers):
+        self.answers, self.selectors = list(answers), []
+
+    def list_pod_for_all_namespaces(self, label_selector):
+        self.selectors.append(label_selector)
+        return types.SimpleNamespace(items=self.answers.pop(0) if len(self.answers) > 1 else self.answers[0])
+
+
+def test_kubernetes_resolver_of_an_indexed_job(monkeypatch):
+    monkeypatch.setenv("JOB_COMPLETION_INDEX", "1")
+    # Pod names sort as strings (reid-train-10 before reid-train-2): order by completion index instead.
+    pods = [pod(f"reid-train-{i}-x{i}", i) for i in (10, 2, 0, 1, 3, 4, 5, 6, 7, 8, 9)]
+    client = FakeKubernetes([[pod("reid-train-0-a", 0, "Pending")], pods])
+    resolver = distribute.IndexedJobResolver("reid-train", 23456, client=client, wait=30)
+    spec = resolver.cluster_spec().as_dict()  # waited for the pending pod
+    assert spec["worker"][:3] == ["reid-train-0.reid-workers:23456", "reid-train-1.reid-workers:23456",
+                                  "reid-train-2.reid-workers:23456"]
+    assert spec["worker"][10] == "reid-train-10.reid-workers:23456"
+    assert client.selectors[0] == "job-name=reid-train"
+    assert (resolver.task_type, resolver.task_id) == ("worker", 1)
+    pending = FakeKubernetes([[pod("p", 0, "Pending")]])
+    stuck = distribute.IndexedJobResolver("reid-train", 23456, client=pending, wait=0)
+    with pytest.raises(distribute.DistributionError, match="pods of job reid-train not running"):
+        stuck.cluster_spec()
+    monkeypatch.delenv("JOB_COMPLETION_INDEX")
+    with pytest.raises(distribute.DistributionError, match="Indexed Job"):
+        distribute.IndexedJobResolver("reid-train", 23456, client=client)
+
+
+def test_the_lost_worker_line_from_each_error_tensorflow_gives():
+    import tensorflow as tf
+
+    resolver = types.SimpleNamespace(task_type="worker", task_id=0, cluster_spec=lambda: tf.train.ClusterSpec(
+        {"worker": ["host-a:2222", "host-b:2222", "host-c:2222"]}))
+    strategy = types.SimpleNamespace(cluster_resolver=resolver)
+    heartbeats = tf.errors.UnavailableError(None, None, (
+        "Collective ops is aborted by: Error reported from /job:worker/task:2: The following tasks are"
+        " unhealthy (stopped sending heartbeats):\n/job:worker/replica:0/task:2\nThe tasks have crashed."))
+    refused = tf.errors.UnavailableError(None, None, (
+        "Collective ops is aborted by: failed to connect to all addresses; last error: UNKNOWN:"
+        " ipv4:host-b:2222: Failed to connect to remote host: Connection refused"))
+    other = tf.errors.InvalidArgumentError(None, None, "Incompatible shapes")
+    assert distribute.lost_worker_line(heartbeats, strategy).startswith(
+        "lost worker 2 (host-c:2222): it stopped sending heartbeats.")
+    assert distribute.lost_worker_line(refused, strategy).startswith(
+        "lost worker 1 (host-b:2222): its connection was refused.")
+    assert distribute.lost_worker_line(other, strategy) is None

@@ -1,0 +1,164 @@
+"""What the log re-run needs: a run's backbone as a weights file that starts another run, the
+embeddings' norm and the first step's loss recorded, collapse marked in the report, the scaling
+of the re-run script."""
+
+import dataclasses
+import json
+import os
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from test_train import tiny_config, with_train
+
+from reid_tf import evaluate, export, report, run_dir, train
+from reid_tf import model as model_lib
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def restored_model(folder):
+    config = run_dir.load_config(folder)
+    model = model_lib.build_run_model(config, "none")
+    tf.train.Checkpoint(model=model).read(export.checkpoint_path(folder)).expect_partial()
+    return model
+
+
+@pytest.fixture(scope="module")
+def source(market_dir, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("source") / "run")
+    train.run(tiny_config(market_dir, max_steps=2, eval_every=1), out)
+    return out
+
+
+def test_a_runs_backbone_starts_another_run(source, market_dir, tmp_path):
+    folder = export.export_run(source, str(tmp_path / "backbones"), fmt="backbone")
+    assert folder == str(tmp_path / "backbones" / "2")
+    assert sorted(os.listdir(folder)) == ["backbone.weights.h5", "reid_config.json"]
+    weights = os.path.join(folder, "backbone.weights.h5")
+    # A second run, another head and seed, starts from the file: at step 0 its backbone is the source's.
+    config = tiny_config(market_dir, max_steps=0, seed=5)
+    config = dataclasses.replace(config, model=dataclasses.replace(
+        config.model, backbone_weights=weights, embedding_dim=64))
+    second = str(tmp_path / "second")
+    train.run(config, second)
+    images = np.random.default_rng(0).uniform(0, 255, (6, 64, 32, 3)).astype(np.float32)
+
+    def backbone_outputs(model):
+        pre = model.get_layer("preprocessing")(images)
+        return model_lib.backbone_of(model)(pre, training=False).numpy()
+
+    a, b = backbone_outputs(restored_model(source)), backbone_outputs(restored_model(second))
+    assert np.abs(a).max() > 0
+    np.testing.assert_allclose(b, a, atol=1e-6, rtol=0)
+    # The file is laid out as the library's own network (plain BatchNormalization), with its size.
+    plain = model_lib.plain_backbone("small", (64, 32, 3))
+    plain.load_weights(weights)
+    np.testing.assert_array_equal(plain.get_weights()[0], model_lib.backbone_of(restored_model(source))
+                                  .get_weights()[0])
+
+
+def test_a_file_of_another_backbone_or_size_is_refused(source, tmp_path):
+    folder = export.export_run(source, str(tmp_path / "b"), fmt="backbone")
+    weights = os.path.join(folder, "backbone.weights.h5")
+    with pytest.raises(model_lib.WeightsUnavailableError) as size:
+        model_lib.build_backbone("small", weights, (96, 48, 3))
+    assert str(size.value).count("\n") == 0
+    assert "small at 64x32" in str(size.value) and "small at 96x48" in str(size.value)
+    with pytest.raises(model_lib.WeightsUnavailableError) as other:
+        model_lib.build_backbone("resnet50", weights, (64, 32, 3))
+    assert "small at 64x32" in str(other.value) and "resnet50 at 64x32" in str(other.value)
+    # A keras.applications file of another network (no name inside): one line, no warnings.
+    foreign = str(tmp_path / "v2.weights.h5")
+    v2 = keras.applications.ResNet50V2(include_top=False, weights=None, input_shape=(64, 32, 3))
+    v2.save_weights(foreign)
+    with pytest.raises(model_lib.WeightsUnavailableError) as keras_file:
+        model_lib.build_backbone("resnet50", foreign, (64, 32, 3))
+    assert str(keras_file.value).startswith(f"cannot load backbone weights {foreign} into resnet50")
+    assert "\n" not in str(keras_file.value)
+
+
+def test_validation_rows_carry_the_embeddings_norm_and_the_first_loss_is_kept(source):
+    rows = run_dir.read_validations(os.path.join(source, run_dir.VALIDATIONS))
+    assert [r["step"] for r in rows] == [1, 2]
+    model = restored_model(source)
+    splits_row = rows[-1]
+    assert splits_row["embedding_norm"] > 0 and splits_row["distance_std"] > 0
+    first = run_dir.read_first_step(source)
+    assert first["step"] == 1 and np.isfinite(first["loss"])
+    # TensorBoard has the same first loss (step 1 is always logged), and the norm beside mAP.
+    curves = report.scalar_curves(report.load_run(source), "train", ("loss",))["loss"]
+    assert curves[0][0] == 1 and curves[0][1] == pytest.approx(first["loss"], abs=1e-6)
+    norms = report.scalar_curves(report.load_run(source), "validation", ("embedding_norm",))
+    assert norms["embedding_norm"][-1][1] == pytest.approx(splits_row["embedding_norm"], rel=1e-5)
+    del model
+
+
+def test_embedding_statistics_and_collapse():
+    q = np.array([[3.0, 4.0], [0.0, 0.0]])
+    g = np.array([[0.0, 0.0], [6.0, 8.0]])
+    stats = evaluate.embedding_statistics(q, g)
+    assert stats["embedding_norm"] == pytest.approx((5 + 0 + 0 + 10) / 4)
+    assert stats["distance_mean"] == pytest.approx((5 + 5 + 0 + 10) / 4)
+    assert stats["distance_std"] == pytest.approx(np.std([5, 5, 0, 10]))
+    assert evaluate.is_collapsed(stats) == ""
+    zero = {"embedding_norm": 1e-8, "distance_mean": 1e-9, "distance_std": 0}
+    assert "near 0" in evaluate.is_collapsed(zero)
+    one_point = evaluate.embedding_statistics(np.full((3, 4), 0.25) + 1e-7 * np.arange(12).reshape(3, 4),
+                                              np.full((5, 4), 0.25))
+    assert "one point" in evaluate.is_collapsed(one_point)
+    corners = np.eye(6)  # every distance sqrt(2): nothing to rank by
+    assert "alike" in evaluate.is_collapsed(evaluate.embedding_statistics(corners[:3], corners[3:]))
+
+
+def test_the_report_marks_a_collapsed_run_and_shows_the_first_loss(source, tmp_path):
+    import shutil
+
+    copy = str(tmp_path / "collapsed")
+    shutil.copytree(source, copy)
+    path = os.path.join(copy, run_dir.VALIDATIONS)
+    rows = run_dir.read_validations(path)
+    rows[-1].update(embedding_norm=0.09, distance_mean=1e-6, distance_std=1e-7)
+    with open(path, "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    table = report.markdown(report.load_runs([source, copy]), reference={"collapsed": "features tend to 0"})
+    by_run = {line.split(" | ")[1].split("`")[1]: line for line in table.splitlines()[2:]}
+    healthy, collapsed = by_run["run"], by_run["collapsed"]
+    first = run_dir.read_first_step(source)["loss"]
+    assert f"first loss {first:.3f}" in healthy and "collapsed" not in healthy
+    assert "**collapsed** at step 2: all embeddings at one point" in collapsed
+    assert "mAP 0." in collapsed  # still a number, said to be a collapsed model's
+    assert table.splitlines()[0].split(" | ")[6] == "reference" and "features tend to 0" in collapsed
+
+
+def test_the_rerun_scales_sizes_and_steps_by_one_factor_each():
+    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+    cwd = os.getcwd()
+    os.chdir(REPO)
+    try:
+        import rerun_log
+
+        bot = rerun_log.flagfile_values("resnet_bot")
+        flags = rerun_log.scaled(bot, 64 / 224, 1 / 50)
+        ide = rerun_log.scaled(rerun_log.flagfile_values("resnet_IDE"), 64 / 224, 1 / 50)
+        base = rerun_log.scaled(rerun_log.flagfile_values("resnet"), 64 / 224, 1 / 50)
+    finally:
+        os.chdir(cwd)
+    assert "--image_height=73" in flags and "--image_width=37" in flags  # 256x128 in proportion
+    assert "--image_height=64" in base and "--image_width=32" in base
+    assert "--max_steps=485" in flags and "--lr_boundaries=162,283" in flags and "--warmup_steps=40" in flags
+    assert "--max_steps=100" in ide and "--decay_steps=200" in ide and "--eval_every=100" in ide
+    assert "--max_steps=400" in base and "--checkpoint_every=100" in base
+    allowed = rerun_log.SIZE_FLAGS + rerun_log.STEP_FLAGS + ("lr_boundaries",)
+    assert {f.split("=")[0] for f in flags} <= {f"--{k}" for k in allowed}
+    assert len(rerun_log.ROWS) == 14 and len({r[0] for r in rerun_log.ROWS}) == 14
+    for name, *_ in rerun_log.ROWS:
+        assert os.path.exists(os.path.join(REPO, "flags", f"{name}.cfg"))
+
+
+def test_a_finished_run_started_again_keeps_its_first_loss(source, market_dir):
+    first = run_dir.read_first_step(source)
+    train.run(with_train(tiny_config(market_dir, max_steps=2, eval_every=1)), source)
+    assert run_dir.read_first_step(source) == first
