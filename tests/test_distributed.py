@@ -143,8 +143,9 @@ def test_two_workers_train_like_one_process_and_only_the_chief_writes(market_dir
     for code, err in results:
         assert code == 0, err[-3000:]
     assert "on 2 replica(s) of 2 worker(s), batch 8" in results[0][1]
-    assert sorted(os.listdir(out)) == ["checkpoints", "config.json", "export", "flags.cfg", "started.txt",
-                                       "tensorboard", "validation.jsonl"]  # no lock, no temporaries
+    # No lock, no temporaries.
+    assert sorted(os.listdir(out)) == ["checkpoints", "config.json", "export", "first_step.json", "flags.cfg",
+                                       "started.txt", "tensorboard", "validation.jsonl"]
     assert checkpoint_steps(str(out)) == [2, 4]
     assert [r["step"] for r in run_dir.read_validations(str(out / "validation.jsonl"))] == [2, 4]
     assert os.path.exists(out / "export" / "4" / "saved_model.pb")
