@@ -7,6 +7,7 @@ decoding belongs to the server side), and output `embeddings` and `embeddings_no
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
 
 import numpy as np
@@ -60,8 +61,17 @@ def to_tflite(function, quantize: str = "none", calibration: np.ndarray | None =
     """
     if quantize not in QUANTIZATIONS:
         raise ValueError(f"quantize must be one of {QUANTIZATIONS}, got {quantize!r}")
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([function.get_concrete_function()],
-                                                                tf.Module())
+    with tempfile.TemporaryDirectory() as folder:
+        # Converted from a SavedModel of its own, saved without gradients: the converter's own
+        # save of a function keeps custom gradients (tf.nn.silu's, EfficientNetV2), fails on them
+        # and silently falls back to a file without signatures, which int8 calibration refuses.
+        tf.saved_model.save(tf.Module(), folder, signatures=function.get_concrete_function(),
+                            options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
+        return _converted(tf.lite.TFLiteConverter.from_saved_model(folder), quantize, calibration)
+
+
+def _converted(converter: tf.lite.TFLiteConverter, quantize: str, calibration: np.ndarray | None) -> bytes:
+    """The converter's file with `quantize` applied."""
     if quantize != "none":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if quantize == "float16":

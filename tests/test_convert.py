@@ -97,6 +97,24 @@ def test_a_conversion_that_loses_the_weights_is_refused(run, tmp_path, monkeypat
     assert not os.path.exists(tmp_path / "bad")  # nothing written
 
 
+def test_a_network_with_custom_gradients_converts_with_its_signature():
+    # tf.nn.silu (EfficientNetV2's activation) has a custom gradient: the converter's own save of
+    # the function fails on it and it fell back to a file without signatures, refused by int8.
+    import keras
+
+    inputs = keras.Input((64, 32, 3))
+    x = keras.layers.Conv2D(8, 3, strides=2, activation="silu")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(4, activation="silu")(x))
+    function = convert.embedding_function(model, 64, 32)
+    pixels = np.random.default_rng(0).uniform(0, 255, (16, 64, 32, 3)).astype(np.float32)
+    reference = function(tf.constant(pixels))["embeddings"].numpy()
+    for quantize, tolerance in (("none", 1e-5), ("int8", 0.1)):
+        content = convert.to_tflite(function, quantize, pixels)
+        converted = convert.tflite_embed_fn(content)(pixels)  # runs by its signature
+        assert convert.compare(reference, converted)["relative"] < tolerance, quantize
+
+
 def test_the_eval_tool_scores_a_tflite_file(run, market_dir, tmp_path):
     folder = export.export_run(run, str(tmp_path / "t"), fmt="tflite")
     proc = subprocess.run([sys.executable, "tools/eval.py", f"--model={folder}/model.tflite",
