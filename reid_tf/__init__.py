@@ -7,6 +7,11 @@ __version__ = "0.1.0"
 
 # TensorFlow's C++ INFO and WARNING records are noise on the console. On a Linux machine without
 # NVIDIA's driver, its only ERROR record is "failed call to cuInit", which reads like a failure:
-# keep that one off too. Set before TensorFlow loads; a user's own setting wins.
+# keep that one off too. Set before TensorFlow loads, with the lines its library prints while it
+# loads (which no setting reaches) dropped; a user's own setting wins and shows them all.
 _NO_GPU_DRIVER = sys.platform.startswith("linux") and not os.path.exists("/proc/driver/nvidia")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3" if _NO_GPU_DRIVER else "2")
+if "TF_CPP_MIN_LOG_LEVEL" not in os.environ:
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3" if _NO_GPU_DRIVER else "2"
+    from reid_tf import console
+
+    console.quiet_tensorflow_load()

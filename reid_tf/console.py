@@ -4,6 +4,8 @@ kept off, every line at most `MAX_LINE` characters, wherever the checkout sits."
 from __future__ import annotations
 
 import contextlib
+import importlib.abc
+import importlib.util
 import logging as std_logging
 import os
 import re
@@ -19,6 +21,8 @@ _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _LIBRARY_LOGGERS = ("tensorflow", "tf2onnx", "onnx", "h5py", "matplotlib", "PIL")
 # Warnings TensorFlow and Keras raise about their own code, not ours (TF 2.21's int8 calibrator
 # still uses the interpreter it deprecates), each silenced by its message.
+# What TensorFlow's C++ library prints while it loads, before any log setting is read (TF 2.21).
+_LOAD_LINES = (r"^WARNING: All log messages before absl::InitializeLog", r"^[IW]0000 ")
 _THEIR_WARNINGS = (r".*tf\.lite\.Interpreter is deprecated.*",
                    r".*`shuffle=True` was passed, but will be ignored.*")
 
@@ -67,3 +71,29 @@ def native_lines_dropped(*patterns: str):
             for line in capture.read().decode("utf-8", "replace").splitlines(keepends=True):
                 if not any(re.search(p, line) for p in patterns):
                     sys.stderr.write(line)
+
+
+class _QuietTensorFlowLoad(importlib.abc.MetaPathFinder):
+    """Finds `tensorflow` once, so that its module runs with the load-time lines dropped."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None:
+            run = spec.loader.exec_module
+
+            def exec_module(module):
+                with native_lines_dropped(*_LOAD_LINES):
+                    run(module)
+
+            spec.loader.exec_module = exec_module
+        return spec
+
+
+def quiet_tensorflow_load() -> None:
+    """Drop the INFO and WARNING lines TensorFlow prints while it loads, whoever imports it."""
+    installed = any(isinstance(finder, _QuietTensorFlowLoad) for finder in sys.meta_path)
+    if "tensorflow" not in sys.modules and not installed:
+        sys.meta_path.insert(0, _QuietTensorFlowLoad())
