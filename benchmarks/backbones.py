@@ -12,6 +12,7 @@ A name with "+ls1" trains with --last_stride=1.
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -105,7 +106,9 @@ def child(name: str, last_stride: int) -> dict:
 
 
 def quickstart(name: str, out: str, *flags: str) -> subprocess.CompletedProcess:
-    """The quickstart recipe (flags/quickstart.cfg) with this backbone, into `out`."""
+    """The quickstart recipe (flags/quickstart.cfg) with this backbone, into `out` emptied first
+    (a finished run there would only be found finished)."""
+    shutil.rmtree(out, ignore_errors=True)
     command = [sys.executable, "-m", "reid_tf.train", "--flagfile=flags/quickstart.cfg", f"--backbone={name}",
                f"--output_dir={out}", *flags]
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True)
