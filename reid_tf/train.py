@@ -248,19 +248,23 @@ def _train(config: config_lib.RunConfig, output_dir: str, strategy: tf.distribut
         # The end: a SIGTERM from here on lets the checkpoint, validation and export finish.
         if not latest or not latest.endswith(f"-{current}"):
             save(current)
+        if role.is_chief:
+            if last is None:  # a finished run started again has nothing new to score
+                previous = run_dir.read_validations(history_path)[-1:]
+                last = previous[0] if previous and previous[0]["step"] == current else None
+            final = last if last is not None and last["step"] == current else run_validation(current)
+            if t.projector and splits["valid"][0]:
+                query, gallery = splits["valid"]
+                logging.info(projector.write_projector(
+                    os.path.join(output_dir, run_dir.TENSORBOARD, "projector"),
+                    evaluate.embed_records(embed, query, d.image_height, d.image_width)[0], query,
+                    evaluate.embed_records(embed, gallery, d.image_height, d.image_width)[0], gallery))
+            exported, exported_now = _export_final(model, config, output_dir, current)
+        # Every worker leaves together: one that left while the chief still exported would end
+        # its part of the coordination service, and a worker still at work would take it for lost.
+        any_worker(False)
         if not role.is_chief:
             return {"step": current, "final": None, "best": None, "export": None}
-        if last is None:  # a finished run started again has nothing new to score
-            previous = run_dir.read_validations(history_path)[-1:]
-            last = previous[0] if previous and previous[0]["step"] == current else None
-        final = last if last is not None and last["step"] == current else run_validation(current)
-        if t.projector and splits["valid"][0]:
-            query, gallery = splits["valid"]
-            logging.info(projector.write_projector(
-                os.path.join(output_dir, run_dir.TENSORBOARD, "projector"),
-                evaluate.embed_records(embed, query, d.image_height, d.image_width)[0], query,
-                evaluate.embed_records(embed, gallery, d.image_height, d.image_width)[0], gallery))
-        exported, exported_now = _export_final(model, config, output_dir, current)
     if best:
         logging.info("best validation mAP %.4f at step %d", best["mAP"], best["step"])
     return {"step": current, "final": final, "best": best, "export": exported, "exported_now": exported_now}
