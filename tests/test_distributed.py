@@ -16,6 +16,9 @@ from test_train import REPO, checkpoint_steps, tiny_config, with_train
 
 from reid_tf import run_dir, train
 
+sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+from localhost import free_ports  # noqa: E402  (the benchmarks' helper, tests/test_cluster.py's too)
+
 
 def tensorboard_losses(out: str) -> dict[int, float]:
     """The per-step training loss a run wrote to TensorBoard (the last value of each step)."""
@@ -88,16 +91,6 @@ def test_mirrored_strategy_runs_train_run_like_one_device(market_dir, tmp_path):
 
 
 # ---------------------------------------------------------------------------- two worker processes
-
-
-def free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("localhost", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def tiny_flags(market_dir: str, out, **extra) -> list[str]:
