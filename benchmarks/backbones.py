@@ -26,7 +26,9 @@ import json, sys, tempfile, time
 import numpy as np
 import keras
 import tensorflow as tf
-from reid_tf import config as C, convert, export, optim, train
+from reid_tf import backbones, export_lib, objective
+from reid_tf import config as C
+from reid_tf import convert, optim
 from reid_tf import model as model_lib
 
 name, last_stride = sys.argv[1], int(sys.argv[2])
@@ -52,11 +54,11 @@ for mixed in ("none", "bfloat16"):
         optimizer.build(model.trainable_variables)
     keras.mixed_precision.set_global_policy("float32")
     if mixed == "none":
-        out["parameters"] = model_lib.backbone_of(model).count_params()
+        out["parameters"] = backbones.backbone_of(model).count_params()
     images = tf.random.uniform([P * K, H, W, 3], 0, 255)
     batches = tf.data.Dataset.from_tensors((images, tf.repeat(tf.range(P), K))).repeat()
     iterator = iter(strategy.experimental_distribute_dataset(batches))
-    step = train.make_train_step(model, optimizer, strategy, cfg.loss, False)
+    step = objective.make_train_step(model, optimizer, strategy, cfg.loss, False)
     for _ in range(2):
         float(step(iterator)[0])
     start = time.perf_counter()
@@ -79,7 +81,7 @@ def latency(fn, repeats=30):
 
 
 with tempfile.TemporaryDirectory() as tmp:
-    served = tf.saved_model.load(export.export_saved_model(model, cfg, tmp, 1, 0, precision="bfloat16"))
+    served = tf.saved_model.load(export_lib.export_saved_model(model, cfg, tmp, 1, 0, precision="bfloat16"))
     signature = served.signatures["serving_default"]
     out["bf16_savedmodel_ms"] = latency(lambda x: signature(images=tf.constant(x))["embeddings"].numpy())
     # The latency of the int8 file, whether or not this untrained model passes the export's check

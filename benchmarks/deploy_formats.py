@@ -80,12 +80,12 @@ def main():
     if args.measure:
         measure(args.measure, args.arrays, args.repeats)
         return
-    from reid_tf import data, datasets, evaluate, export, run_dir
+    from reid_tf import data, datasets, evaluate, export_lib, run_dir
 
     config = run_dir.load_config(args.run)
     data_dir = (args.data_dir or config.data.data_dir
                 or datasets.synthetic_cache_dir(config.data.synthetic_ids))
-    splits = datasets.load_market1501(data_dir)
+    splits = datasets.market.load_market1501(data_dir)
     h, w = config.data.image_height, config.data.image_width
     records = splits["query"] + splits["gallery"]
     images = np.concatenate([x.numpy() for x, _, _ in data.eval_dataset(records, h, w)])
@@ -99,7 +99,7 @@ def main():
         folders = {}
         for fmt, variant in variants:  # every export first, so the timings share one window
             kwargs = {"precision": variant} if fmt == "saved_model" else {"quantize": variant}
-            folders[fmt, variant] = export.export_run(args.run, os.path.join(tmp, f"{fmt}-{variant}"),
+            folders[fmt, variant] = export_lib.export_run(args.run, os.path.join(tmp, f"{fmt}-{variant}"),
                                                       fmt=fmt, **kwargs)
         for (fmt, variant), folder in folders.items():
             command = [sys.executable, os.path.abspath(__file__), f"--measure={folder}", f"--arrays={arrays}",

@@ -16,9 +16,8 @@ import tempfile
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from localhost import worker_envs  # noqa: E402
-
 from reid_tf import synthetic  # noqa: E402
+from reid_tf.localhost import worker_envs  # noqa: E402
 
 DRIVER = r"""
 import os, runpy, sys

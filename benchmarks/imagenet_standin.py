@@ -27,7 +27,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from reid_tf import data, synthetic  # noqa: E402
+from reid_tf import backbones, data, synthetic  # noqa: E402
 from reid_tf import model as model_lib  # noqa: E402
 
 WEIGHTS_FILE = "resnet50_standin.weights.h5"
@@ -57,7 +57,7 @@ def attribute_classifier(height: int, width: int) -> tuple[keras.Model, keras.Mo
     attribute; the backbone's preprocessing inside, as in every reid_tf model."""
     inputs = keras.Input((height, width, 3))
     x = model_lib.PixelPreprocessing("caffe")(inputs)
-    backbone = model_lib.build_backbone("resnet50", "none", (height, width, 3))
+    backbone = backbones.build_backbone("resnet50", "none", (height, width, 3))
     x = keras.layers.GlobalAveragePooling2D()(backbone(x))
     outputs = {k: keras.layers.Dense(n, name=k)(x) for k, n in synthetic.ATTRIBUTES.items()}
     return keras.Model(inputs, outputs, name="attribute_classifier"), backbone
@@ -95,7 +95,7 @@ def main() -> None:
     last = {k: round(float(v[-1]), 4) for k, v in history.history.items()}
     # Saved as keras.applications lays the network out, with no run's name or size attached: it
     # loads at any input size, as ImageNet weights do.
-    plain = model_lib.plain_backbone("resnet50", (args.height, args.width, 3))
+    plain = backbones.plain_backbone("resnet50", (args.height, args.width, 3))
     plain.set_weights(backbone.get_weights())
     plain.save_weights(weights + ".tmp.weights.h5")
     os.replace(weights + ".tmp.weights.h5", weights)

@@ -35,7 +35,7 @@ def main():
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as root:
         synthetic.make_synthetic_market(root, num_ids=200, num_cameras=6, images_per_camera=3, seed=0)
-        records = datasets.relabel(datasets.load_market1501(root)["train"])
+        records = datasets.records.relabel(datasets.market.load_market1501(root)["train"])
         rates = {a: pipeline_images_per_second(records, args.batches, a) for a in data.AUGMENTATIONS}
     for augment, rate in rates.items():
         print(f"input pipeline, {augment:8} augmentation: {rate:8.1f} images/s (224x112, P=20 x K=4)")

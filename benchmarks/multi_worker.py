@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 
-from localhost import worker_envs
+from reid_tf.localhost import worker_envs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -27,7 +27,7 @@ def measure(args) -> dict:
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     sys.path.insert(0, REPO)
     from reid_tf import config as C
-    from reid_tf import distribute, optim, train
+    from reid_tf import distribute, objective, optim
     from reid_tf import model as model_lib
 
     strategy = distribute.choose_strategy()
@@ -49,7 +49,7 @@ def measure(args) -> dict:
         return tf.data.Dataset.from_tensors((images, pids)).repeat()
 
     iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
-    step = train.make_train_step(model, optimizer, strategy, config.loss, False)
+    step = objective.make_train_step(model, optimizer, strategy, config.loss, False)
 
     def timed(fn, n):
         fn(), fn()  # trace and warm up

@@ -52,7 +52,7 @@ def main():
     pids = tf.repeat(tf.range(train_step.P), train_step.K)
     iterator = iter(strategy.experimental_distribute_dataset(
         tf.data.Dataset.from_tensors((images, pids)).repeat()))
-    step = train_step.train.make_train_step(model, optimizer, strategy, config.loss, False)
+    step = train_step.objective.make_train_step(model, optimizer, strategy, config.loss, False)
     for _ in range(2):
         float(step(iterator)[0])
     with tempfile.TemporaryDirectory() as logdir:

@@ -13,8 +13,8 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import np, tf, timed  # noqa: E402
 
-from reid_tf import config as C  # noqa: E402
-from reid_tf import export  # noqa: E402
+from reid_tf import config as C
+from reid_tf import export_lib  # noqa: E402
 from reid_tf import model as model_lib  # noqa: E402
 
 
@@ -29,7 +29,7 @@ def main():
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         signatures = {
-            f"savedmodel {p}": tf.saved_model.load(export.export_saved_model(
+            f"savedmodel {p}": tf.saved_model.load(export_lib.export_saved_model(
                 model, config, tmp, i, 0, precision=p)).signatures["serving_default"]
             for i, p in enumerate(("float32", "bfloat16"))}
         for batch in (64, 1):

@@ -28,7 +28,7 @@ from common import (  # noqa: E402
 
 from reid_tf import config as C  # noqa: E402
 from reid_tf import model as model_lib  # noqa: E402
-from reid_tf import optim, train  # noqa: E402
+from reid_tf import objective, optim  # noqa: E402
 
 P, K, H, W = 20, 4, 224, 112
 
@@ -59,7 +59,7 @@ def step_images_per_second(backbone: str, mixed_precision: str, jit: bool, steps
     pids = tf.repeat(tf.range(P), K)
     batches = tf.data.Dataset.from_tensors((images, pids)).repeat()
     iterator = iter(strategy.experimental_distribute_dataset(batches))
-    step = train.make_train_step(model, optimizer, strategy, config.loss, jit)
+    step = objective.make_train_step(model, optimizer, strategy, config.loss, jit)
     float(step(iterator)[0])  # trace and warm up
     float(step(iterator)[0])
     start = time.perf_counter()

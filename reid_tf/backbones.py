@@ -16,7 +16,7 @@ import keras
 import tensorflow as tf
 
 from reid_tf import osnet
-from reid_tf.config import BACKBONES, LAST_STRIDES
+from reid_tf.config import BACKBONES
 
 
 class BackboneError(RuntimeError):
@@ -89,16 +89,29 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
 
     Keras 3 computes batch norm op by op (moments, then scale and shift, with casts under mixed
     precision): measured here, that is 3.5x slower and most of a ResNet50 train step on a CPU.
-    Same weights and results; other cases fall back to the Keras computation.
+    Same weights and results; other cases fall back to the Keras computation. `mode` is the
+    backbone's --backbone_bn: train, frozen (always inference mode) or train_no_update (batch
+    statistics in training, the moving ones left as they are).
     """
 
+    def __init__(self, mode: str = "train", **kwargs):
+        super().__init__(**kwargs)
+        self.mode = mode
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}
+
     def call(self, inputs, training=None, mask=None):
+        if self.mode == "frozen":
+            training = False
         if (mask is not None or self.renorm or self.synchronized or not (self.scale and self.center)
                 or len(inputs.shape) != 4 or self.axis not in (-1, 3)):
             return super().call(inputs, training=training, mask=mask)
         if training and self.trainable:
             y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
                 inputs, self.gamma, self.beta, epsilon=self.epsilon, is_training=True)
+            if self.mode == "train_no_update":
+                return tf.cast(y, self.compute_dtype)
             # The kernel returns the Bessel-corrected variance; Keras averages the biased one.
             n = tf.cast(tf.reduce_prod(tf.shape(inputs)[:3]), tf.float32)
             variance = variance * (n - 1.0) / n
@@ -112,11 +125,11 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
         return tf.cast(y, self.compute_dtype)
 
 
-def rebuilt_backbone(model: keras.Model, last_stride: int = 2) -> keras.Model:
-    """A copy of a network whose BatchNormalization layers use the fused kernel, and whose last
-    downsampling (the stride-2 layers whose output is the final map) has stride `last_stride`
-    (BoT's "last stride 1": a feature map twice as tall and wide; the weights are the same,
-    since only strides change)."""
+def rebuilt_backbone(model: keras.Model, last_stride: int = 2, batch_norm: str = "train") -> keras.Model:
+    """A copy of a network whose BatchNormalization layers use the fused kernel (in mode
+    `batch_norm`), and whose last downsampling (the stride-2 layers whose output is the final
+    map) has stride `last_stride` (BoT's "last stride 1": a feature map twice as tall and wide;
+    the weights are the same, since only strides change)."""
     final = tuple(model.output.shape[1:3])
     last = [layer for layer in model.layers if tuple(getattr(layer, "strides", (1, 1))) == (2, 2)
             and tuple(layer.output.shape[1:3]) == final]
@@ -126,8 +139,9 @@ def rebuilt_backbone(model: keras.Model, last_stride: int = 2) -> keras.Model:
         if isinstance(_producer(layer), keras.layers.ZeroPadding2D) and hasattr(layer, "kernel_size")}
 
     def clone(layer):
-        cls = FusedBatchNormalization if type(layer) is keras.layers.BatchNormalization else type(layer)
-        config = layer.get_config()
+        fused = type(layer) in (keras.layers.BatchNormalization, FusedBatchNormalization)
+        cls = FusedBatchNormalization if fused else type(layer)
+        config = {**layer.get_config(), **({"mode": batch_norm} if fused else {})}
         if layer.name in {changed.name for changed in last}:
             config["strides"] = (last_stride, last_stride)
         if layer.name in pads:
@@ -152,12 +166,12 @@ def small_backbone(input_shape: tuple[int, int, int]) -> keras.Model:
     """A 4-stage CNN (conv-BN-ReLU x2, pool): learns the synthetic data on a CPU in minutes."""
     inputs = keras.Input(input_shape)
     x = inputs
-    for filters in (32, 64, 128, 256):
-        for _ in range(2):
-            x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
-            x = FusedBatchNormalization()(x)
-            x = keras.layers.ReLU()(x)
-        x = keras.layers.MaxPooling2D(2)(x)
+    for stage, filters in enumerate((32, 64, 128, 256), 1):  # named: a weights file loads by name
+        for i in (1, 2):
+            x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{stage}_{i}")(x)
+            x = keras.layers.BatchNormalization(name=f"bn{stage}_{i}")(x)
+            x = keras.layers.ReLU(name=f"relu{stage}_{i}")(x)
+        x = keras.layers.MaxPooling2D(2, name=f"pool{stage}")(x)
     return keras.Model(inputs, x, name="small")
 
 
@@ -167,11 +181,12 @@ def preprocessing(name: str) -> str:
 
 
 def build_backbone(name: str, weights: str, input_shape: tuple[int, int, int],
-                   last_stride: int = 2) -> keras.Model:
-    """A headless backbone returning its last feature map; weights: imagenet, none or a path."""
+                   last_stride: int = 2, batch_norm: str = "train") -> keras.Model:
+    """A headless backbone returning its last feature map; weights: imagenet, none or a path;
+    `batch_norm`: how its batch norm trains (--backbone_bn)."""
     if name not in REGISTRY:
         raise BackboneError(f"--backbone={name}: one of {', '.join(REGISTRY)}")
-    if last_stride not in LAST_STRIDES:
+    if last_stride not in (1, 2):
         raise BackboneError(f"--last_stride={last_stride}: 1 or 2")
     if last_stride != 2 and name == "small":
         raise BackboneError("--last_stride=1 does not apply to small: use --last_stride=2")
@@ -196,7 +211,7 @@ def build_backbone(name: str, weights: str, input_shape: tuple[int, int, int],
         ) from None
     if weights not in ("imagenet", "none"):
         load_backbone_weights(backbone, weights, name, input_shape)
-    return backbone if name == "small" else rebuilt_backbone(backbone, last_stride)
+    return rebuilt_backbone(backbone, last_stride, batch_norm)
 
 
 # A backbone weights file written by `save_backbone_weights` says what it holds (HDF5 attributes).

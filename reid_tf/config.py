@@ -1,135 +1,284 @@
-"""A run's settings as frozen dataclasses, written to and read from `config.json`."""
+"""A run's settings, each declared once (name, type, default, choices, help, group, the report's
+words): the absl flags, config.json, the validation rules and tools/report.py come from here.
+
+The defaults are today's correct behaviour. The 2017 original's quirks (group "The 2017
+original") are settings too, each off by default; the log's flagfiles turn them on.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 
+from reid_tf import phrases
+from reid_tf.settings import ConfigError, Declared, check_fields, declared, setting  # noqa: F401 - ConfigError too
+
 # Limits of the work one request or image may demand (serving, training and evaluation alike).
-# Far above any person crop: an image whose header claims more pixels is refused undecoded, so a
-# small file cannot demand gigabytes.
+# Far above any person crop: an image whose header claims more pixels is refused undecoded.
 MAX_IMAGE_PIXELS = 4096 * 4096
 MAX_IMAGES_PER_REQUEST = 256
-# The choices of each setting (flags.py offers them; the modules that act on them check them).
-DATASETS = ("market1501", "duke", "cuhk03_np", "msmt17", "csv", "synthetic")
-CUHK03_LABELS = ("detected", "labeled")
-AUGMENTATIONS = ("none", "basic", "enhanced", "bot")
+# Market-1501's protocol: pid -1 is junk (ignored in evaluation), 0000 a distractor (a negative).
+JUNK_PID = -1
+DISTRACTOR_PID = 0
+ORIGINAL = "The 2017 original (each off by default)"
+
 BACKBONES = ("resnet50", "resnet101", "resnet152", "resnet50v2", "resnet101v2", "resnet152v2",
              "mobilenet_v3_small", "mobilenet_v3_large", "efficientnetv2_b0", "efficientnetv2_b1",
              "efficientnetv2_b2", "efficientnetv2_b3", "efficientnetv2_s", "convnext_tiny", "convnext_small",
              "densenet121", "osnet_x1_0", "osnet_x0_75", "osnet_x0_5", "osnet_x0_25", "small")
-POOLINGS = ("avg", "max", "none")
-HEADS = ("fc1024", "fc", "none")
-NECKS = ("none", "bnneck")
-NECK_FEATS = ("before", "after")
-LAST_STRIDES = (1, 2)
-OUTPUT_ACTIVATIONS = ("none", "softmax")
-HEAD_INITS = ("truncated_normal", "keras_default")
-TRAINABLE = ("all", "head")
-MININGS = ("batch_hard", "batch_hardest")
-LR_SCHEDULES = ("exponential", "piecewise", "cosine")
+AUGMENTATIONS = ("none", "basic", "enhanced", "bot", "original_e50be2b", "original_d26b97d")
+HEADS = ("fc1024", "fc", "fc512", "none")
+PROTOCOLS = ("market1501", "official", "original")
 MIXED_PRECISION = ("none", "bfloat16", "float16")
+MININGS = ("batch_hard", "batch_hardest")
+CLUSTERS = ("tf_config", "slurm", "kubernetes")  # where `python -m reid_tf.train --cluster` finds workers
+# What `python -m reid_tf.export --format` writes, and how: options of an export, not of a run.
+EXPORT_FORMATS = ("saved_model", "tflite", "onnx", "backbone")
 PRECISIONS = ("float32", "bfloat16", "float16")
 QUANTIZATIONS = ("none", "float16", "dynamic_range", "int8")
-PROTOCOLS = ("market1501", "official")
-CLUSTERS = ("tf_config", "slurm", "kubernetes")
-# What `python -m reid_tf.export --format` writes: a SavedModel for TF Serving, LiteRT, ONNX, or
-# the backbone's weights alone (to start another run from).
-EXPORT_FORMATS = ("saved_model", "tflite", "onnx", "backbone")
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    dataset: str = "market1501"  # one of DATASETS, or several comma-separated (trained as one)
-    data_dir: str = ""  # one folder per dataset, comma-separated
-    train_csv: str = ""
-    image_height: int = 224
-    image_width: int = 112
-    augment: str = "basic"  # none | basic | enhanced | bot
-    return_id_num: int = 20  # P
-    image_num_every_id: int = 4  # K
-    valid_ids: int = 50
-    train_eval_ids: int = 50
-    synthetic_ids: int = 200  # identities of the generated dataset (--dataset=synthetic)
-    valid_dataset: str = ""  # the dataset validation identities are held out of (default: the first)
-    cuhk03_labels: str = "detected"  # CUHK03-NP: detected | labeled boxes
-    msmt17_merge_val: bool = True  # MSMT17: train on list_val.txt too (torchreid, fast-reid)
+    dataset: str = setting(
+        "market1501", "Dataset layout of --data_dir: {choices}; several comma-separated"
+        " (market1501,msmt17) train on their union, identities and cameras kept apart.",
+        choices=phrases.dataset_names, check=(phrases.datasets_ok, "dataset names, comma-separated"),
+        words=lambda v, c: " + ".join(f"synthetic ({c.data.synthetic_ids} ids)" if n == "synthetic" else n
+                                      for n in v.split(",")))
+    data_dir: str = setting("", "Dataset folder (the layout of --dataset, or the image root of --train_csv);"
+                            " one per dataset, comma-separated. With --dataset=synthetic, empty means a"
+                            " cache folder.", resumable=True)
+    valid_dataset: str = setting("", "With several datasets: the one validation identities are held out"
+                                 " of (default: the first).")
+    cuhk03_labels: str = setting("detected", "CUHK03-NP: the detected or the hand-labeled boxes.",
+                                 choices=("detected", "labeled"))
+    msmt17_merge_val: bool = setting(True, "MSMT17: train on list_val.txt's images too, as torchreid and"
+                                     " fast-reid do.")
+    train_csv: str = setting("", "CSV list 'pid,path[,camid]' for --dataset=csv.")
+    image_height: int = setting(224, "Input height.", lower=32, column="model",
+                                words=lambda v, c: f"{v}×{c.data.image_width}")
+    image_width: int = setting(112, "Input width.", lower=32)
+    augment: str = setting(
+        "basic", "Training augmentation: none; basic (random crop 1.125, flip); enhanced (+ colour"
+        " jitter, random erasing); bot (BoT's); original_e50be2b / original_d26b97d: the 2017 code's"
+        " (crop-resize, hue, flip, brightness, each given to fixed batch slots drawn once per run; p 0.1"
+        " and deltas 0.5 before 7.12, p 0.5 and deltas 0.1 from commit d26b97d).", choices=AUGMENTATIONS,
+        column="model", words=lambda v, c: f"{v} augmentation" if v != "none" else "no augmentation")
+    crop: str = setting(
+        "none", "center_1.25w: the original's 'crop image', at training and at every evaluation: resize"
+        " to H x 1.25W, keep the central W columns (exports do it too).", choices=("none", "center_1.25w"),
+        group=ORIGINAL, column="model", words=lambda v, c: "centre crop of a 1.25× wide resize" if v != "none"
+                                                             else "")
+    return_id_num: int = setting(20, "P: identities per batch.", lower=2,
+                                 words=lambda v, c: f"P={v} × K={c.data.image_num_every_id}")
+    image_num_every_id: int = setting(4, "K: images per identity (>= 2, or there are no positives).")
+    valid_ids: int = setting(50, "Training identities held out for validation (0: none).", lower=0)
+    train_eval_ids: int = setting(50, "Training identities scored for the train-set mAP (0: none).", lower=0)
+    synthetic_ids: int = setting(200, "Identities of the generated synthetic dataset.", lower=4)
+    valid_split: str = setting(
+        "per_camera", "How held-out identities become queries and gallery: per_camera (one query per"
+        " identity and camera, the rest gallery); original (res_data.py's: one query, a second with"
+        " probability 0.5, at most 40 gallery images, cameras ignored).", choices=("per_camera", "original"),
+        group=ORIGINAL, words=lambda v, c: "original validation split" if v == "original" else "")
+    valid_fraction: float = setting(
+        0.0, "When > 0: hold out ceil(fraction x identities) for validation instead of --valid_ids (the"
+        " original's test_size: 0.04, 'big valid' 0.08).", lower=0.0, upper=0.99, group=ORIGINAL,
+        words=lambda v, c: f"valid {phrases.number(v)} of the ids" if v else "")
+
+    def validate(self) -> None:
+        check_fields(self, SETTINGS["data"])
+        if self.image_num_every_id < 2:
+            raise ConfigError(f"--image_num_every_id={self.image_num_every_id}: batch-hard mining needs K >= 2"
+                              " images per identity in a batch, or no anchor has a positive")
+
+    def held_out_ids(self, num_ids: int) -> int:
+        """How many of `num_ids` identities validation holds out: --valid_fraction's ceiling (as
+        scikit-learn's train_test_split counted the original's test_size), or --valid_ids."""
+        return math.ceil(self.valid_fraction * num_ids) if self.valid_fraction > 0 else self.valid_ids
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    backbone: str = "resnet50"  # one of BACKBONES
-    backbone_weights: str = "imagenet"  # imagenet | none | PATH
-    pooling: str = "avg"  # avg | max | none
-    head: str = "fc1024"  # fc1024 | fc | none (the pooled feature is the embedding)
-    embedding_dim: int = 128
-    output_activation: str = "none"  # none | softmax
-    dropout: float = 0.0
-    head_init: str = "truncated_normal"  # truncated_normal | keras_default
-    head_init_stddev: float = 0.001
-    trainable: str = "all"  # all | head
-    neck: str = "none"  # none | bnneck (BoT: a BatchNorm with its shift frozen at 0)
-    neck_feat: str = "after"  # before | after the neck: what evaluation and exports output
-    last_stride: int = 2  # 1 | 2: stride of the ResNet's last downsampling (BoT: 1)
+    backbone: str = setting("resnet50", "Backbone network.", choices=BACKBONES,
+                            words=lambda v, c: f"{v} ({phrases.weights(c.model)})")
+    backbone_weights: str = setting("imagenet", "imagenet, none, or a weights file.")
+    pooling: str = setting("avg", "Pooling after the backbone; none = flatten.", choices=("avg", "max", "none"),
+                           words=lambda v, c: {"avg": "avg pool", "max": "max pool",
+                                               "none": "no pool (flatten)"}[v])
+    head: str = setting("fc1024", "fc1024: fc1(1024)-BN-ReLU-fc2(D); fc: one fc(D); fc512: OSNet's own"
+                        " fc(512)-BN-ReLU, whose 512-d output is the embedding; none: the pooled feature"
+                        " (BoT).", choices=HEADS, words=phrases.head)
+    embedding_dim: int = setting(128, "D, the embedding size.", lower=1)
+    output_activation: str = setting("none", "Activation on the embedding.", choices=("none", "softmax"),
+                                     words=lambda v, c: "softmax output" if v == "softmax" else "")
+    dropout: float = setting(0.0, "Dropout rate before the last fc.", lower=0.0, upper=0.99,
+                             words=lambda v, c: f"dropout {phrases.number(v)}" if v else "")
+    head_init: str = setting("truncated_normal", "Initialiser of the head's fc kernels (truncated normal cut"
+                             " at 2 sigma, as TF1's).", choices=("truncated_normal", "keras_default"),
+                             words=phrases.head_init)
+    fc1_init_stddev: float = setting(0.001, "Stddev of fc1's truncated-normal init (the single fc of"
+                                     " --head=fc).", lower=0.0)
+    fc2_init_stddev: float = setting(0.001, "Stddev of fc2's truncated-normal init.", lower=0.0)
+    trainable: str = setting("all", "all: fine-tune the backbone too.", choices=("all", "head"),
+                             words=lambda v, c: "fine-tune all" if v == "all" else "train the head only")
+    neck: str = setting("none", "bnneck: a BatchNorm (shift frozen at 0) after the embedding; the triplet"
+                        " loss sees the feature before it, the ID loss the one after (BoT).",
+                        choices=("none", "bnneck"), words=lambda v, c: f"BNNeck ({c.model.neck_feat})"
+                        if v == "bnneck" else "")
+    neck_feat: str = setting("after", "With --neck=bnneck: the feature evaluation and exports output.",
+                             choices=("before", "after"))
+    last_stride: int = setting(2, "Stride of the ResNet's last downsampling (BoT: 1, a 2x larger map).",
+                               choices=(1, 2), words=lambda v, c: "last stride 1" if v == 1 else "")
+    pixel_range: str = setting(
+        "backbone", "backbone: pixels get the backbone's own preprocessing; unit: [0, 1] fed as they are,"
+        " as the original fed slim's resnet_v2_50 (whose weights expect [-1, 1]).",
+        choices=("backbone", "unit"), group=ORIGINAL, words=lambda v, c: "input [0, 1]" if v == "unit" else "")
+    backbone_bn: str = setting(
+        "train", "The backbone's batch norm when fine-tuned: train (batch statistics, moving ones"
+        " updated); frozen (inference mode, gamma/beta trained: the original); train_no_update (batch"
+        " statistics, moving ones never updated: the original's 7.16-7.18 bug).",
+        choices=("train", "frozen", "train_no_update"), group=ORIGINAL,
+        words=lambda v, c: {"train": "", "frozen": "backbone BN frozen",
+                            "train_no_update": "backbone BN on batch stats, never updated"}[v])
+    head_bn: str = setting(
+        "train", "The head's batch norm: train (Keras'); inference_init (always its initial statistics,"
+        " mean 0 / variance 1: the original until 7.11 18:14); batch_no_update (batch statistics in"
+        " training, moving ones never updated, so evaluation uses 0 / 1: the original from then on).",
+        choices=("train", "inference_init", "batch_no_update"), group=ORIGINAL,
+        words=lambda v, c: {"train": "", "inference_init": "head BN at its initial statistics",
+                            "batch_no_update": "head BN never updated"}[v] if c.model.head == "fc1024" else "")
+    embedding_bias: bool = setting(True, "The last fc has a bias (the original's had none).", group=ORIGINAL,
+                                   words=lambda v, c: "" if v or c.model.head == "none" else "no fc bias")
+
+    def validate(self) -> None:
+        check_fields(self, SETTINGS["model"])
+        if self.neck == "none" and self.neck_feat == "before":
+            raise ConfigError("--neck_feat=before needs --neck=bnneck (without a neck there is no after)")
+        if self.last_stride != 2 and self.backbone == "small":
+            raise ConfigError("--last_stride=1 does not apply to small: use --last_stride=2")
 
 
 @dataclass(frozen=True)
 class LossConfig:
-    margin: str = "soft"  # soft | a float
-    mining: str = "batch_hard"  # batch_hard | batch_hardest
-    id_loss_weight: float = 0.0  # cross-entropy over the training identities (0 = off)
-    label_smoothing: float = 0.0  # of the ID loss (BoT: 0.1)
-    center_loss_weight: float = 0.0  # center loss on the features before the neck (BoT: 5e-4)
-    center_learning_rate: float = 0.5  # SGD on the centres, as BoT (gradient of the unweighted loss)
+    mining: str = setting("batch_hard", "Triplet mining.", choices=MININGS,
+                          words=lambda v, c: v.replace("_", "-"))
+    margin: str = setting("soft", "soft, or a hinge margin >= 0.", check=(phrases.margin_ok, "soft or a number >= 0"),
+                          words=lambda v, c: "soft margin" if v == "soft" else f"margin {v}")
+    id_loss_weight: float = setting(
+        0.0, "Weight of the cross-entropy ID loss (0 = off; BoT: 1).", lower=0.0,
+        words=lambda v, c: (f"ID loss ×{phrases.number(v)}" + (f" (label smoothing {phrases.number(c.loss.label_smoothing)})"
+                                                   if c.loss.label_smoothing else "")) if v else "")
+    label_smoothing: float = setting(0.0, "Label smoothing of the ID loss (BoT: 0.1).", lower=0.0, upper=0.99)
+    center_loss_weight: float = setting(0.0, "Weight of the center loss (0 = off; BoT: 5e-4).", lower=0.0,
+                                        words=lambda v, c: f"center loss ×{phrases.number(v)}" if v else "")
+    center_learning_rate: float = setting(0.5, "SGD learning rate of the centres (BoT: 0.5).", lower=0.0)
+
+    def validate(self) -> None:
+        check_fields(self, SETTINGS["loss"])
 
 
 @dataclass(frozen=True)
 class OptimizerConfig:
-    initial_learning_rate: float = 1e-4
-    decay_rate: float = 0.1
-    decay_steps: int = 10000
-    staircase: bool = False
-    lr_schedule: str = "exponential"  # exponential | piecewise | cosine
-    lr_boundaries: tuple[int, ...] = ()  # piecewise: steps where the rate changes
-    lr_values: tuple[float, ...] = ()  # piecewise: the rates, one more than boundaries
-    warmup_steps: int = 0  # linear warm-up over these steps ...
-    warmup_factor: float = 0.01  # ... from this fraction of the scheduled rate (BoT: 0.01)
-    weight_decay: float = 0.0  # L2 penalty wd/2 * |w|^2 on every trained weight (BoT: 5e-4)
+    initial_learning_rate: float = setting(1e-4, "Adam's learning rate.", lower=0.0, words=phrases.rate)
+    decay_rate: float = setting(0.1, "Exponential decay factor per decay_steps.", lower=0.0, upper=1.0)
+    decay_steps: int = setting(10000, "Steps per decay_rate.", lower=1)
+    staircase: bool = setting(False, "Decay in steps (every decay_steps) rather than smoothly.")
+    lr_schedule: str = setting(
+        "exponential", "exponential: by --decay_rate every --decay_steps; piecewise: --lr_values between"
+        " --lr_boundaries (--initial_learning_rate unused); cosine: to 0 over --decay_steps.",
+        choices=("exponential", "piecewise", "cosine"))
+    lr_boundaries: tuple[int, ...] = setting((), "Piecewise schedule: the steps where the rate changes.",
+                                             lower=0)
+    lr_values: tuple[float, ...] = setting((), "Piecewise schedule: the rates, one more than --lr_boundaries.",
+                                           lower=0.0)
+    warmup_steps: int = setting(0, "Linear warm-up steps (0 = none).", lower=0,
+                                words=lambda v, c: f"warm-up {v} steps from {phrases.number(c.optimizer.warmup_factor)}×"
+                                if v else "")
+    warmup_factor: float = setting(0.01, "The warm-up starts at this fraction of the scheduled rate.",
+                                   lower=0.0, upper=1.0)
+    weight_decay: float = setting(0.0, "L2 penalty wd/2*|w|^2 on every trained weight, as PyTorch Adam's"
+                                  " weight_decay (BoT: 5e-4).", lower=0.0,
+                                  words=lambda v, c: f"weight decay {phrases.number(v)}" if v else "")
+    adam_epsilon: float = setting(1e-7, "Adam's epsilon (Keras: 1e-7; TF1's AdamOptimizer, the original's:"
+                                  " 1e-8).", lower=0.0, group=ORIGINAL,
+                                  words=lambda v, c: f"Adam ε {phrases.number(v)}" if v != 1e-7 else "")
+
+    def validate(self) -> None:
+        check_fields(self, SETTINGS["optimizer"])
+        if self.lr_schedule == "piecewise":
+            if len(self.lr_values) != len(self.lr_boundaries) + 1 or not self.lr_boundaries:
+                raise ConfigError(
+                    f"--lr_schedule=piecewise needs --lr_boundaries (got {len(self.lr_boundaries)}) and one"
+                    f" more --lr_values (got {len(self.lr_values)})")
+            if list(self.lr_boundaries) != sorted(set(self.lr_boundaries)):
+                raise ConfigError(f"--lr_boundaries must increase, got {','.join(map(str, self.lr_boundaries))}")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    max_steps: int = 20001
-    checkpoint_every: int = 5000
-    keep_checkpoints: int = 5  # the newest N checkpoints are kept
-    eval_every: int = 5000
-    eval_rerank: bool = False
-    eval_before_training: bool = False
-    projector: bool = False  # write the final validation embeddings for TensorBoard's projector
-    log_every: int = 100
-    init_checkpoint: str = ""
-    seed: int = 0
-    mixed_precision: str = "none"  # none | bfloat16 | float16
-    jit_compile: bool = False
+    max_steps: int = setting(20001, "Train until this step.", lower=0, resumable=True)
+    checkpoint_every: int = setting(5000, "Steps between checkpoints.", lower=1, resumable=True)
+    keep_checkpoints: int = setting(5, "Checkpoints kept in the run folder (the newest; each is the model"
+                                    " and Adam's state, 310 MB for ResNet50).", lower=1, resumable=True)
+    eval_every: int = setting(5000, "Steps between validations.", lower=1, resumable=True)
+    eval_rerank: bool = setting(False, "Also score validation with re-ranking.", resumable=True,
+                                words=lambda v, c: (f"re-ranking ({c.scoring.rerank_impl}, k1 {c.scoring.k1},"
+                                                    f" k2 {c.scoring.k2}, λ {phrases.number(c.scoring.lambda_value)})")
+                                if v else "")
+    eval_before_training: bool = setting(False, "Validate once before the first step.", resumable=True)
+    projector: bool = setting(False, "At the end, write the validation embeddings for TensorBoard's Embedding"
+                              " Projector (OUTPUT_DIR/tensorboard/projector).", resumable=True)
+    log_every: int = setting(100, "Steps between console lines and summaries.", lower=1, resumable=True)
+    init_checkpoint: str = setting("", "Warm start: model weights from another run's folder or checkpoint.",
+                                   resumable=True, words=lambda v, c: f"train after {phrases.source_name(v)}" if v
+                                   else "")
+    init_checkpoint_full: bool = setting(
+        False, "With --init_checkpoint: restore Adam's state and the step too, as the original's TF1 Saver"
+        " did (the learning-rate schedule goes on from that step).", group=ORIGINAL, resumable=True,
+        words=lambda v, c: "optimiser and step restored" if v and c.train.init_checkpoint else "")
+    seed: int = setting(0, "Random seed.")
+    mixed_precision: str = setting("none", "Compute dtype of the model (the loss stays float32).",
+                                   choices=MIXED_PRECISION, words=lambda v, c: f"mixed {v}" if v != "none" else "")
+    jit_compile: bool = setting(False, "Compile the train step with XLA.")
+    allow_tf32: bool = setting(True, "Let GPUs that have TF32 use it for float32 matrix products (off: exact"
+                               " float32, as a 2017 GPU computed).", group=ORIGINAL,
+                               words=lambda v, c: "" if v else "TF32 off")
+
+    def validate(self) -> None:
+        check_fields(self, SETTINGS["train"])
+        if self.init_checkpoint_full and not self.init_checkpoint:
+            raise ConfigError("--init_checkpoint_full needs --init_checkpoint=RUN_OR_CHECKPOINT")
 
 
-# Fields that may differ when a run resumes: they change how long or how loudly it runs,
-# not what it computes.
-RESUMABLE_FIELDS = frozenset(
-    {
-        "train.max_steps",
-        "train.checkpoint_every",
-        "train.keep_checkpoints",
-        "train.eval_every",
-        "train.eval_rerank",
-        "train.eval_before_training",
-        "train.projector",
-        "train.log_every",
-        "train.init_checkpoint",
-        "data.data_dir",
-    }
-)
+@dataclass(frozen=True)
+class ScoringConfig:
+    protocol: str = setting(
+        "market1501", "market1501 (torchreid, fast-reid); official (Market-1501's compute_AP.m); original"
+        " (the 2017 code's: no camera filtering, mAP over the whole ranking and mAP_at_200).",
+        choices=PROTOCOLS, resumable=True, words=lambda v, c: f"{v} protocol" if v != "market1501" else "")
+    rerank_impl: str = setting(
+        "zhong", "zhong: Zhong et al.'s k-reciprocal re-ranking; original: the 2017 code's per-probe version"
+        " over each probe's top 100, with its bug kept (a neighbour after a removed one goes unchecked).",
+        choices=("zhong", "original"), resumable=True)
+    k1: int = setting(20, "Re-ranking k1.", lower=1, resumable=True)
+    k2: int = setting(6, "Re-ranking k2.", lower=1, resumable=True)
+    lambda_value: float = setting(0.3, "Re-ranking weight of the original distance.", lower=0.0, upper=1.0,
+                                  resumable=True)
+
+    def validate(self) -> None:
+        check_fields(self, SETTINGS["scoring"])
+
+
+SECTIONS = {"data": (DataConfig, "Data", "training"), "model": (ModelConfig, "Model", "model"),
+            "loss": (LossConfig, "Loss", "loss"), "optimizer": (OptimizerConfig, "Optimiser", "training"),
+            "train": (TrainConfig, "Run", "training"), "scoring": (ScoringConfig, "Scoring", "training")}
+SETTINGS: dict[str, list[Declared]] = {
+    name: declared(cls, name, group, column) for name, (cls, group, column) in SECTIONS.items()}
+ALL_SETTINGS = [s for section in SETTINGS.values() for s in section]
+RESUMABLE_FIELDS = frozenset(s.key for s in ALL_SETTINGS if s.resumable)
 
 
 @dataclass(frozen=True)
@@ -139,23 +288,27 @@ class RunConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+
+    def validate(self) -> RunConfig:
+        """The config itself once every declared bound and every rule holds; else one ConfigError."""
+        for name in SETTINGS:
+            getattr(self, name).validate()
+        return self
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> RunConfig:
+        """A config from config.json; settings it lacks (an older run's) take their defaults."""
         kwargs = {}
-        for name, section in _SECTIONS.items():
+        for name, (section, _, _) in SECTIONS.items():
             known = {f.name for f in dataclasses.fields(section)}
             values = {k: tuple(v) if isinstance(v, list) else v  # JSON has lists, configs tuples
                       for k, v in d.get(name, {}).items() if k in known}
             kwargs[name] = section(**values)
         return cls(**kwargs)
-
-
-_SECTIONS = {"data": DataConfig, "model": ModelConfig, "loss": LossConfig,
-             "optimizer": OptimizerConfig, "train": TrainConfig}
 
 
 def config_json(config: RunConfig) -> str:

@@ -40,7 +40,14 @@ class _OursOnly(std_logging.Filter):
 
 
 def quiet(timestamps: bool = True) -> None:
-    """Set up the console of an entry point; call it first thing in `main`."""
+    """Set up the console of an entry point; call it first thing in `main`, before anything
+    imports TensorFlow. TensorFlow's C++ INFO and WARNING records are noise on the console; on a
+    Linux machine without NVIDIA's driver its only ERROR record, "failed call to cuInit", reads
+    like a failure: that one goes too. A user's TF_CPP_MIN_LOG_LEVEL wins (0 or 1 shows all)."""
+    no_gpu_driver = sys.platform.startswith("linux") and not os.path.exists("/proc/driver/nvidia")
+    level = os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3" if no_gpu_driver else "2")
+    if level.strip() in ("2", "3"):
+        quiet_tensorflow_load()
     for name in _LIBRARY_LOGGERS:
         std_logging.getLogger(name).setLevel(std_logging.ERROR)
     for pattern in _THEIR_WARNINGS:

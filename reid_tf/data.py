@@ -13,12 +13,10 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from reid_tf.augment import ORIGINAL_AUGMENTATIONS, ORIGINAL_OPS, augment_image, original_slot_ops
 from reid_tf.config import AUGMENTATIONS
 from reid_tf.datasets import DatasetError, Record
-
-IMAGENET_MEAN = (123.675, 116.28, 103.53)  # RGB, [0, 255]: BoT's random-erasing fill
-BOT_PADDING = 10  # BoT pads 10 px at 256x128; scaled with the input height
-CROP_MARGIN = 1.125  # "crop image": resize 12.5% larger, then crop back (TriNet: 288x144 -> 256x128)
+from reid_tf.images import decode_image, load_eval_image
 
 
 def pk_index_batches(pids: Sequence[int], p: int, k: int, seed: int) -> tf.data.Dataset:
@@ -70,144 +68,10 @@ def pk_index_batches(pids: Sequence[int], p: int, k: int, seed: int) -> tf.data.
     return ids.map(lambda i, b: sample(tf.cast(i, tf.int32), b))
 
 
-def decode_image(contents: tf.Tensor) -> tf.Tensor:
-    """JPEG or PNG bytes to float32 RGB pixels [h, w, 3] in [0, 255]; grayscale becomes RGB."""
-    image = tf.io.decode_image(contents, channels=3, expand_animations=False)
-    image.set_shape([None, None, 3])
-    return tf.cast(image, tf.float32)
-
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def checked_image_bytes(contents: tf.Tensor, max_pixels: int) -> tf.Tensor:
-    """`contents` once its header shows a JPEG or PNG of 1 to max_pixels pixels, else an error.
-
-    The size comes from the header alone (JPEG's SOF via extract_jpeg_shape, PNG's IHDR), so a
-    small file that claims a huge image (a decompression bomb) is refused before any decoding.
-    """
-    head = tf.strings.substr(contents, 0, 24) + b"\0" * 24  # padded: substr past the end fails
-    is_png = tf.equal(tf.strings.substr(head, 0, 8), PNG_SIGNATURE)
-    is_png = is_png & (tf.strings.length(contents) >= 24) & tf.equal(tf.strings.substr(head, 12, 4), b"IHDR")
-    is_jpeg = tf.io.is_jpeg(contents) & tf.logical_not(is_png)
-    known = [tf.debugging.Assert(tf.strings.length(contents) > 0, ["image_bytes: an empty string"]),
-             tf.debugging.Assert(is_png | is_jpeg, ["image_bytes: not a JPEG or PNG image"])]
-    with tf.control_dependencies(known):
-        def png_size():  # IHDR: width, then height, 4 bytes each, big-endian
-            raw = tf.cast(tf.io.decode_raw(tf.strings.substr(head, 16, 8), tf.uint8), tf.int64)
-            width = raw[0] * 2**24 + raw[1] * 2**16 + raw[2] * 2**8 + raw[3]
-            height = raw[4] * 2**24 + raw[5] * 2**16 + raw[6] * 2**8 + raw[7]
-            return tf.stack([height, width])
-
-        size = tf.cond(is_png, png_size,
-                       lambda: tf.cast(tf.image.extract_jpeg_shape(contents)[:2], tf.int64))
-    height, width = size[0], size[1]
-    checks = [
-        tf.debugging.Assert(height * width > 0, ["image_bytes: an image of 0 width or height"]),
-        tf.debugging.Assert(height * width <= max_pixels, [tf.strings.format(
-            "image_bytes: the header claims {}x{} pixels, over the limit of {}",
-            (width, height, max_pixels))]),
-    ]
-    with tf.control_dependencies(checks):
-        return tf.identity(contents)
-
-
-def resize(image: tf.Tensor, height: int, width: int) -> tf.Tensor:
-    """Bilinear resize to exactly (height, width); the one resize of evaluation and serving."""
-    return tf.image.resize(image, [height, width], method="bilinear")
-
-
-def load_eval_image(contents: tf.Tensor, height: int, width: int) -> tf.Tensor:
-    """Encoded image to model input, exactly as evaluation and the bytes signature see it."""
-    return resize(decode_image(contents), height, width)
-
-
-# RGB <-> YIQ (NTSC): a hue shift is a rotation of the (I, Q) plane, a 3x3 linear map of RGB.
-_RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
-_YIQ_TO_RGB = np.linalg.inv(_RGB_TO_YIQ)
-_LUMA = _RGB_TO_YIQ[0]
-
-
-def _color_jitter(image: tf.Tensor, seed: tf.Tensor, brightness: float = 0.2,
-                  contrast: float = 0.2, saturation: float = 0.2, hue: float = 0.05) -> tf.Tensor:
-    """Random brightness, contrast, saturation and hue as one affine map of each pixel's RGB.
-
-    Ranges as torchvision's ColorJitter(0.2, 0.2, 0.2, 0.05): brightness adds up to +-0.2 of full
-    scale, contrast scales about each channel's mean, saturation blends with the luma, and hue
-    rotates the chroma plane of YIQ by up to +-0.05 of a turn. Composed into one 3x3 matrix and
-    offset, the image is read twice (the channel means, the map), not once per adjustment
-    through HSV; the map clips once at the end.
-    """
-    u = tf.random.stateless_uniform([4], seed=seed, minval=-1.0, maxval=1.0)
-    delta = brightness * 255.0 * u[0]
-    c, s = 1.0 + contrast * u[1], 1.0 + saturation * u[2]
-    angle = 2.0 * np.pi * hue * u[3]
-    # hue_map = YIQ_TO_RGB @ R(angle) @ RGB_TO_YIQ = A + cos * B + sin * C, A, B, C constants.
-    keep, plane = np.diag([1.0, 0.0, 0.0]), np.diag([0.0, 1.0, 1.0])
-    turn = np.array([[0.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
-    a, b, t = (tf.constant(_YIQ_TO_RGB @ m @ _RGB_TO_YIQ, tf.float32) for m in (keep, plane, turn))
-    hue_map = a + tf.cos(angle) * b + tf.sin(angle) * t
-    gray = tf.constant(np.ones([3, 1]) * _LUMA[None], tf.float32)
-    matrix = hue_map @ (s * tf.eye(3) + (1.0 - s) * gray)
-    mean = tf.reduce_mean(image, axis=[0, 1])
-    offset = tf.linalg.matvec(matrix, (1.0 - c) * mean + delta)
-    pixels = tf.reshape(image, [-1, 3]) @ tf.transpose(matrix * c) + offset
-    return tf.reshape(tf.clip_by_value(pixels, 0.0, 255.0), tf.shape(image))
-
-
-def random_erasing(
-    image: tf.Tensor, seed: tf.Tensor, probability: float = 0.5,
-    area: tuple[float, float] = (0.02, 0.4), aspect: tuple[float, float] = (0.3, 1 / 0.3),
-    fill: tuple[float, float, float] | None = None,
-) -> tf.Tensor:
-    """Zhong et al. 2017 random erasing: a random rectangle filled with uniform noise, or with
-    the constant RGB `fill` (BoT: the ImageNet mean). Noise is drawn for the rectangle only."""
-    height, width = tf.shape(image)[0], tf.shape(image)[1]
-    h_f, w_f = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
-    u = tf.random.stateless_uniform([5], seed=seed)
-    target = (area[0] + (area[1] - area[0]) * u[0]) * h_f * w_f
-    log_aspect = np.log(aspect[0]) + (np.log(aspect[1]) - np.log(aspect[0])) * u[1]
-    ratio = tf.exp(log_aspect)
-    eh = tf.minimum(tf.cast(tf.round(tf.sqrt(target * ratio)), tf.int32), height)
-    ew = tf.minimum(tf.cast(tf.round(tf.sqrt(target / ratio)), tf.int32), width)
-    top = tf.cast(u[2] * tf.cast(height - eh + 1, tf.float32), tf.int32)
-    left = tf.cast(u[3] * tf.cast(width - ew + 1, tf.float32), tf.int32)
-
-    def erase():  # the patch set in by slicing: one copy of the image, no mask
-        if fill is None:
-            patch = tf.random.stateless_uniform([eh, ew, 3], seed=seed[::-1], maxval=255.0)
-        else:
-            patch = tf.broadcast_to(tf.constant(fill, image.dtype), [eh, ew, 3])
-        band = image[top:top + eh]
-        band = tf.concat([band[:, :left], patch, band[:, left + ew:]], axis=1)
-        return tf.concat([image[:top], band, image[top + eh:]], axis=0)
-
-    return tf.cond(u[4] < probability, erase, lambda: tf.identity(image))
-
-
-def augment_image(image: tf.Tensor, height: int, width: int, augment: str, seed: tf.Tensor) -> tf.Tensor:
-    """Train-time transform of decoded pixels to (height, width) at an augmentation level."""
-    if augment == "none":
-        return resize(image, height, width)
-    seeds = tf.random.experimental.stateless_split(seed, 8)
-    image = tf.image.stateless_random_flip_left_right(image, seed=seeds[0])
-    if augment == "bot":  # BoT: resize, flip, pad 10 with zeros, random crop, erase p=0.5
-        pad = max(1, round(BOT_PADDING * height / 256))
-        image = tf.pad(resize(image, height, width), [[pad, pad], [pad, pad], [0, 0]])
-        image = tf.image.stateless_random_crop(image, [height, width, 3], seed=seeds[1])
-        return random_erasing(image, seeds[6], fill=IMAGENET_MEAN)
-    big_h, big_w = round(height * CROP_MARGIN), round(width * CROP_MARGIN)
-    image = tf.image.stateless_random_crop(resize(image, big_h, big_w), [height, width, 3], seed=seeds[1])
-    if augment == "enhanced":
-        image = _color_jitter(image, seeds[2])
-        image = random_erasing(image, seeds[6])
-    return image
-
-
 def train_dataset(
     records: Sequence[Record], p: int, k: int, height: int, width: int,
     augment: str = "basic", seed: int = 0, num_shards: int = 1, shard: int = 0,
-    batch_size: int | None = None,
+    batch_size: int | None = None, crop: str = "none",
 ) -> tf.data.Dataset:
     """Endless (images [B, H, W, 3] float32, pids [B] int32) batches of P ids x K images.
 
@@ -226,6 +90,8 @@ def train_dataset(
     paths = tf.constant([r.path for r in records])
     labels = tf.constant([r.pid for r in records], tf.int32)
     first = shard * share
+    slot_ops = tf.constant(original_slot_ops(augment, p * k, seed) if augment in ORIGINAL_AUGMENTATIONS
+                           else np.zeros((p * k, len(ORIGINAL_OPS)), bool))
 
     def own_slice(batch_number, indices):
         positions = batch_number * p * k + first + tf.range(share, dtype=tf.int64)
@@ -234,7 +100,8 @@ def train_dataset(
     def load(position, index):
         image = decode_image(tf.io.read_file(tf.gather(paths, index)))
         seed_pair = tf.stack([tf.cast(seed, tf.int64) + 1_000_003, position])
-        return augment_image(image, height, width, augment, seed_pair), tf.gather(labels, index)
+        ops = tf.gather(slot_ops, position % (p * k))  # the batch slot's ops, fixed for the run
+        return augment_image(image, height, width, augment, seed_pair, crop, ops), tf.gather(labels, index)
 
     return (
         pk_index_batches([r.pid for r in records], p, k, seed)
@@ -248,7 +115,7 @@ def train_dataset(
 
 
 def eval_dataset(
-    records: Sequence[Record], height: int, width: int, batch_size: int = 64
+    records: Sequence[Record], height: int, width: int, batch_size: int = 64, crop: str = "none"
 ) -> tf.data.Dataset:
     """(images, pids, camids) batches of every record once, in order, the last batch partial."""
     paths = tf.constant([r.path for r in records], tf.string)
@@ -257,7 +124,7 @@ def eval_dataset(
     return (
         tf.data.Dataset.from_tensor_slices((paths, pids, camids))
         .map(
-            lambda path, pid, cam: (load_eval_image(tf.io.read_file(path), height, width), pid, cam),
+            lambda path, pid, cam: (load_eval_image(tf.io.read_file(path), height, width, crop), pid, cam),
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
         )

@@ -1,16 +1,16 @@
-"""Embedding a split with a model (Keras or SavedModel) and scoring query against gallery."""
+"""Embedding a split with an embed function and scoring query against gallery: a protocol's figures
+with the other protocol's beside them, re-ranked too when asked; and a run's validation row."""
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from reid_tf import convert, data, metrics, rerank
+from reid_tf import data, metrics, rerank
+from reid_tf.config import DataConfig, ScoringConfig
 from reid_tf.datasets import Record
 from reid_tf.metrics import euclidean_distances
 from reid_tf.model import embeddings_of
@@ -18,21 +18,23 @@ from reid_tf.model import embeddings_of
 RANKS = (1, 5, 10, 20)
 FEATURE_KEYS = ("query_features", "gallery_features", "query_pids", "gallery_pids",
                 "query_camids", "gallery_camids")
+SIDE_BY_SIDE_LIMIT = 10**8  # query x gallery pairs up to which the other protocol is scored too
+TOP_N = 200  # the original's mAP_at_200
 
 
 def embed_records(
-    embed_fn: Callable[[tf.Tensor], tf.Tensor], records: Sequence[Record], height: int, width: int,
-    batch_size: int = 64, flip: bool = False,
+    embed_fn: Callable, records: Sequence[Record], height: int, width: int,
+    batch_size: int = 64, flip: bool = False, crop: str = "none",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(features [N, D] float32, pids, camids) of records in order; flip averages the mirror's."""
     if not records:
         return np.zeros((0, 0), np.float32), np.zeros(0, np.int32), np.zeros(0, np.int32)
     feats, pids, camids = [], [], []
-    for images, pid, camid in data.eval_dataset(records, height, width, batch_size):
-        f = embed_fn(images)
+    for images, pid, camid in data.eval_dataset(records, height, width, batch_size, crop):
+        f = np.asarray(embed_fn(images), np.float32)
         if flip:
-            f = (f + embed_fn(tf.reverse(images, axis=[2]))) / 2.0
-        feats.append(np.asarray(f, np.float32))
+            f = (f + np.asarray(embed_fn(tf.reverse(images, axis=[2])), np.float32)) / 2.0
+        feats.append(f)
         pids.append(pid.numpy())
         camids.append(camid.numpy())
     return np.concatenate(feats), np.concatenate(pids), np.concatenate(camids)
@@ -47,174 +49,91 @@ def keras_embed_fn(model) -> Callable[[tf.Tensor], tf.Tensor]:
     return embed
 
 
-def saved_model_embed_fn(path: str) -> tuple[Callable[[tf.Tensor], tf.Tensor], dict]:
-    """The `serving_default` signature of an exported SavedModel, and its input height/width."""
-    loaded = tf.saved_model.load(path)
-    signature = loaded.signatures["serving_default"]
-    spec = signature.structured_input_signature[1]["images"]
-
-    def embed(images):
-        return signature(images=images)["embeddings"]
-
-    embed.loaded = loaded  # keep the SavedModel alive with the function
-    return embed, {"height": int(spec.shape[1]), "width": int(spec.shape[2])}
-
-
-CONFIG_FILE = "reid_config.json"  # beside every export's model (in assets/ for a SavedModel)
-
-
-def find_export(path: str) -> str:
-    """The exported model `path` names: a model itself, a version folder, or a training run's
-    folder (its latest export/<step>/)."""
-    exports = os.path.join(path, "export")
-    if tf.io.gfile.exists(os.path.join(path, "config.json")) and tf.io.gfile.isdir(exports):
-        versions = [name.rstrip("/") for name in tf.io.gfile.listdir(os.path.join(path, "export"))]
-        versions = sorted((int(v) for v in versions if v.isdigit()), reverse=True)
-        if not versions:
-            raise metrics.MetricsError(f"{path} is a run folder without an export: export it first"
-                                       " (python -m reid_tf.export --output_dir=RUN --export_dir=DIR)")
-        return os.path.join(path, "export", str(versions[0]))
-    if not tf.io.gfile.exists(path):
-        raise metrics.MetricsError(f"{path} not found: --model takes an export or a training run's folder")
-    return path
-
-
-def export_config(path: str) -> dict:
-    """The settings an export carries (reid_config.json: input size, the run's configuration)."""
-    folder = path if tf.io.gfile.isdir(path) else os.path.dirname(path)
-    for candidate in (os.path.join(folder, "assets", CONFIG_FILE), os.path.join(folder, CONFIG_FILE)):
-        if tf.io.gfile.exists(candidate):
-            with tf.io.gfile.GFile(candidate) as f:
-                return json.load(f)
-    return {}
-
-
-def keras_model_of_export(path: str):
-    """The Keras model inside a float32 SavedModel export (rebuilt from the configuration it
-    carries, its weights read from the SavedModel's variables), for what needs more than the
-    embeddings: activation maps. LiteRT, ONNX and reduced-precision (frozen) exports have none."""
-    from reid_tf import config as config_lib
-    from reid_tf import model as model_lib
-
-    variables = os.path.join(path, "variables", "variables")
-    meta = export_config(path)
-    frozen = meta.get("precision", "float32") != "float32"
-    if not tf.io.gfile.exists(variables + ".index") or "config" not in meta or frozen:
-        raise metrics.MetricsError(
-            f"{path} does not carry the Keras model (only a float32 SavedModel export or a run folder does;"
-            " LiteRT, ONNX and bfloat16/float16 exports do not): point --model at one")
-    model = model_lib.build_run_model(config_lib.RunConfig.from_dict(meta["config"]), backbone_weights="none")
-    tf.train.Checkpoint(model=model).read(variables).expect_partial().assert_existing_objects_matched()
-    return model
-
-
-def activation_maps(model, images: np.ndarray) -> np.ndarray:
-    """torchreid's activation maps: per image, the sum over channels of the squared last feature
-    map of the backbone (its channel-wise squared L2 norm), L2-normalised over positions."""
-    from reid_tf.model import backbone_of
-
-    features = backbone_of(model)(model.get_layer("preprocessing")(images), training=False)
-    maps = tf.reduce_sum(tf.square(tf.cast(features, tf.float32)), axis=-1)
-    flat = tf.reshape(maps, [tf.shape(maps)[0], -1])
-    return tf.reshape(tf.math.l2_normalize(flat, axis=1), tf.shape(maps)).numpy()
-
-
-def model_embed_fn(path: str) -> tuple[Callable[[tf.Tensor], tf.Tensor], dict]:
-    """Embeddings by an exported model, whichever its format: a SavedModel folder, a .tflite or an
-    .onnx file (or the version folder holding one), with its input height/width."""
-    if tf.io.gfile.isdir(path) and tf.io.gfile.exists(os.path.join(path, "saved_model.pb")):
-        return saved_model_embed_fn(path)
-    if tf.io.gfile.isdir(path):
-        inside = [os.path.join(path, name) for name in convert.FILE_NAMES.values()
-                  if tf.io.gfile.exists(os.path.join(path, name))]
-        if not inside:
-            raise metrics.MetricsError(f"{path} holds no saved_model.pb, model.tflite or model.onnx")
-        path = inside[0]
-    runtimes = {".tflite": convert.tflite_embed_fn, ".onnx": convert.onnx_embed_fn}
-    suffix = os.path.splitext(path)[1]
-    if suffix not in runtimes or not tf.io.gfile.exists(path):
-        raise metrics.MetricsError(f"{path}: not an exported model (a SavedModel folder, .tflite or .onnx)")
-    config_path = os.path.join(os.path.dirname(path), "reid_config.json")
-    if not tf.io.gfile.exists(config_path):
-        raise metrics.MetricsError(f"{config_path} not found: it gives the input size of {path}")
-    with tf.io.gfile.GFile(config_path) as f:
-        meta = json.load(f)
-    try:
-        run = runtimes[suffix](path)
-    except convert.ConversionError as e:
-        raise metrics.MetricsError(str(e)) from None
-
-    def embed(images):
-        return tf.constant(run(np.asarray(images)))
-
-    return embed, {"height": int(meta["input_height"]), "width": int(meta["input_width"])}
-
-
 def check_features(query_features: np.ndarray, gallery_features: np.ndarray,
                    query_pids=None, gallery_pids=None) -> None:
     """One clear error for features that cannot be scored."""
     q, g = np.asarray(query_features), np.asarray(gallery_features)
     if q.ndim != 2 or g.ndim != 2 or len(q) == 0 or len(g) == 0:
         raise metrics.MetricsError(
-            f"need non-empty 2-D query and gallery features, got shapes {q.shape} and {g.shape}"
-        )
+            f"need non-empty 2-D query and gallery features, got shapes {q.shape} and {g.shape}")
     if q.shape[1] != g.shape[1]:
-        raise metrics.MetricsError(
-            f"query features are {q.shape[1]}-d but gallery features {g.shape[1]}-d"
-        )
+        raise metrics.MetricsError(f"query features are {q.shape[1]}-d but gallery features {g.shape[1]}-d")
     for name, f in (("query", q), ("gallery", g)):
         bad = ~np.isfinite(f).all(axis=1)
         if bad.any():
             raise metrics.MetricsError(
-                f"{bad.sum()} {name} feature rows have NaN or Inf (first: row {np.flatnonzero(bad)[0]})"
-            )
+                f"{bad.sum()} {name} feature rows have NaN or Inf (first: row {np.flatnonzero(bad)[0]})")
     for name, f, p in (("query", q, query_pids), ("gallery", g, gallery_pids)):
         if p is not None and len(p) != len(f):
             raise metrics.MetricsError(f"{len(f)} {name} features but {len(p)} {name} pids")
 
 
-def score(
-    query_features: np.ndarray, gallery_features: np.ndarray,
-    query_pids: np.ndarray, gallery_pids: np.ndarray,
-    query_camids: np.ndarray, gallery_camids: np.ndarray,
-    rerank_too: bool = False, k1: int = 20, k2: int = 6, lambda_value: float = 0.3,
-    protocol: str = "market1501",
-) -> dict:
-    """mAP, rank-1/5/10/20, mINP and the CMC curve; with `_rerank` keys when re-ranking too.
+def _accumulator(protocol: str, ids: tuple):
+    if protocol == "original":
+        return metrics.OriginalAccumulator(ids[0], ids[1], TOP_N)
+    return metrics.RankAccumulator(*ids, protocol=protocol)
 
-    Queries are scored a block at a time (the plain and the re-ranked distances of a block from
-    one matrix product), so the query x gallery matrix is never held whole: MSMT17's test split
-    (11,659 x 82,161) fits in a few GiB.
+
+def _summary(protocol: str, result: dict, prefix: str, suffix: str) -> dict:
+    if protocol == "original":
+        keys = {"mAP": result["mAP"], f"mAP_at_{TOP_N}": result["mAP_at_top_n"],
+                **{f"rank{r}": result[f"rank{r}"] for r in RANKS}}
+    else:
+        cmc = result["cmc"]
+        keys = {"mAP": result["mAP"], "mINP": result["mINP"],
+                **{f"rank{r}": float(cmc[r - 1]) for r in RANKS if r <= len(cmc)},
+                "cmc": [float(c) for c in cmc]}
+    return {f"{prefix}{k}{suffix}": v for k, v in keys.items()}
+
+
+def score(query_features: np.ndarray, gallery_features: np.ndarray, query_pids: np.ndarray,
+          gallery_pids: np.ndarray, query_camids: np.ndarray, gallery_camids: np.ndarray,
+          scoring: ScoringConfig | None = None, rerank_too: bool = False) -> dict:
+    """The figures of `scoring.protocol` (mAP, rank-1/5/10/20, and mINP and the CMC curve, or the
+    original's mAP_at_200), those of the other protocol beside them prefixed with its name
+    ("original_" or "market1501_"), and `_rerank` keys when re-ranking too (`scoring.rerank_impl`).
+
+    Queries are scored a block at a time, so the query x gallery matrix is never held whole
+    unless the original re-ranking, which works on whole rows, needs it.
     """
+    scoring = scoring or ScoringConfig()
     check_features(query_features, gallery_features, query_pids, gallery_pids)
     qf, gf = np.asarray(query_features, np.float32), np.asarray(gallery_features, np.float32)
     ids = (query_pids, gallery_pids, query_camids, gallery_camids)
-    plain = metrics.RankAccumulator(*ids, protocol=protocol)
-    reranked = metrics.RankAccumulator(*ids, protocol=protocol) if rerank_too else None
-    encoding = rerank.KReciprocal.of_features(qf, gf, k1, k2, lambda_value) if rerank_too else None
+    other = "market1501" if scoring.protocol == "original" else "original"
+    protocols = [scoring.protocol]
+    if len(qf) * len(gf) <= SIDE_BY_SIDE_LIMIT:
+        protocols.append(other)
+    else:
+        logging.info("%d x %d pairs: the %s protocol's figures are left out (--protocol=%s scores them)",
+                     len(qf), len(gf), other, other)
+    plain = {p: _accumulator(p, ids) for p in protocols}
+    reranked = {p: _accumulator(p, ids) for p in protocols} if rerank_too else {}
+    k1, k2, lam = scoring.k1, scoring.k2, scoring.lambda_value
+    zhong = rerank.KReciprocal.of_features(qf, gf, k1, k2, lam) if rerank_too and scoring.rerank_impl == "zhong" \
+        else None
+    original = rerank.original_re_ranking(qf, gf, k1, k2, lam) if rerank_too and scoring.rerank_impl == "original" \
+        else None
     distances = metrics.distances_from(gf)
 
     def block(start: int, stop: int) -> None:
         d = distances(qf[start:stop])
-        plain.add(start, stop, d)
-        if encoding is not None:
-            reranked.add(start, stop, encoding.distances(start, stop, np.square(d)))
+        for accumulator in plain.values():
+            accumulator.add(start, stop, d)
+        if rerank_too:
+            r = zhong.distances(start, stop, np.square(d)) if zhong is not None else original[start:stop]
+            for accumulator in reranked.values():
+                accumulator.add(start, stop, r)
 
     metrics.for_blocks(len(qf), metrics.block_rows(len(gf)), block)
-    results = _summary(plain.result(), "")
-    if rerank_too:
-        results.update(_summary(reranked.result(), "_rerank"))
+    results = {}
+    for p in protocols:
+        prefix = "" if p == scoring.protocol else f"{p}_"
+        results.update(_summary(p, plain[p].result(), prefix, ""))
+        if rerank_too:
+            results.update(_summary(p, reranked[p].result(), prefix, "_rerank"))
+    results["num_valid_queries"] = plain[scoring.protocol].result()["num_valid_queries"]
     return results
-
-
-def _summary(result: dict, suffix: str) -> dict:
-    out = {f"mAP{suffix}": result["mAP"], f"mINP{suffix}": result["mINP"]}
-    for r in RANKS:
-        if r <= len(result["cmc"]):
-            out[f"rank{r}{suffix}"] = float(result["cmc"][r - 1])
-    out[f"cmc{suffix}"] = [float(c) for c in result["cmc"]]
-    out["num_valid_queries"] = result["num_valid_queries"]
-    return out
 
 
 def load_features(path: str) -> dict:
@@ -259,27 +178,23 @@ def is_collapsed(row: dict, tolerance: float = 1e-3, zero_norm: float = 1e-6) ->
     return ""
 
 
-def validate(embed_fn: Callable[[tf.Tensor], tf.Tensor], splits: dict, height: int, width: int,
+def validate(embed_fn: Callable, splits: dict, data_cfg: DataConfig, scoring: ScoringConfig,
              step: int, rerank_too: bool = False) -> dict:
-    """A validation row: mAP, rank-1, mINP on held-out identities (`splits["valid"]`) and, with a
-    `train_` prefix, on a subset of training identities (`splits["train_eval"]`)."""
+    """A validation row: every scalar figure of `score` on held-out identities (`splits["valid"]`)
+    and, with a `train_` prefix and no re-ranking, on training identities (`splits["train_eval"]`)."""
     result = {"step": int(step)}
     for prefix, (query, gallery) in (("", splits["valid"]), ("train_", splits["train_eval"])):
         if not query or not gallery:
             continue
-        q = embed_records(embed_fn, query, height, width)
-        g = embed_records(embed_fn, gallery, height, width)
+        q, g = (embed_records(embed_fn, r, data_cfg.image_height, data_cfg.image_width, crop=data_cfg.crop)
+                for r in (query, gallery))
         if not prefix:
-            result.update(embedding_statistics(q[0], g[0]))
+            result.update({k: float(f"{v:.6g}") for k, v in embedding_statistics(q[0], g[0]).items()})
         try:
-            scores = score(q[0], g[0], q[1], g[1], q[2], g[2], rerank_too=rerank_too and not prefix)
+            scores = score(q[0], g[0], q[1], g[1], q[2], g[2], scoring, rerank_too=rerank_too and not prefix)
         except metrics.MetricsError as e:
             logging.warning("%svalidation skipped: %s", prefix, e)
             continue
-        for key in ("mAP", "rank1", "mINP", "mAP_rerank", "rank1_rerank"):
-            if key in scores:
-                result[prefix + key] = round(scores[key], 6)
-    for key in ("embedding_norm", "distance_mean", "distance_std"):
-        if key in result:
-            result[key] = float(f"{result[key]:.6g}")
+        result.update({prefix + k: round(v, 6) for k, v in scores.items()
+                       if isinstance(v, float) and np.isfinite(v)})
     return result

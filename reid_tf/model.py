@@ -2,27 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
+import numpy as np
 import tensorflow as tf
 
 from reid_tf import backbones
-from reid_tf.backbones import (  # noqa: F401 - the model's backbone pieces, named here too
-    BackboneError,
-    FusedBatchNormalization,
-    WeightsUnavailableError,
-    backbone_of,
-    build_backbone,
-    plain_backbone,
-    rebuilt_backbone,
-    save_backbone_weights,
-    small_backbone,
-)
-from reid_tf.config import HEAD_INITS, HEADS, NECK_FEATS, NECKS, OUTPUT_ACTIVATIONS, POOLINGS, TRAINABLE
+from reid_tf.backbones import backbone_of, build_backbone
+from reid_tf.config import ModelConfig, RunConfig
 
 
 @keras.saving.register_keras_serializable("reid_tf")
 class PixelPreprocessing(keras.layers.Layer):
-    """The backbone's own normalisation of [0, 255] RGB pixels, inside the model."""
+    """The backbone's own normalisation of [0, 255] RGB pixels, inside the model ("unit": the
+    original's [0, 1], whatever the backbone)."""
 
     def __init__(self, mode: str, **kwargs):
         super().__init__(**kwargs)
@@ -37,6 +31,8 @@ class PixelPreprocessing(keras.layers.Layer):
             mean = tf.constant([0.485, 0.456, 0.406], self.compute_dtype)
             std = tf.constant([0.229, 0.224, 0.225], self.compute_dtype)
             return (x / 255.0 - mean) / std
+        if self.mode == "unit":
+            return x / 255.0
         if self.mode == "none":  # the network normalises inside itself
             return x
         return x / 127.5 - 1.0  # "tf" mode: [-1, 1]
@@ -45,85 +41,89 @@ class PixelPreprocessing(keras.layers.Layer):
         return {**super().get_config(), "mode": self.mode}
 
 
-def _head_initializer(head_init: str, stddev: float, seed: int | None):
-    if head_init == "truncated_normal":
+@keras.saving.register_keras_serializable("reid_tf")
+class HeadBatchNormalization(keras.layers.BatchNormalization):
+    """The head's batch norm, in mode --head_bn: train (Keras'), inference_init (always the
+    moving statistics, which then never leave 0 and 1), or batch_no_update (batch statistics in
+    training, the moving ones never updated: the original's tf.layers.batch_normalization whose
+    update ops nothing ran)."""
+
+    def __init__(self, mode: str = "train", **kwargs):
+        super().__init__(**kwargs)
+        self.mode = mode
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}
+
+    def call(self, inputs, training=None, mask=None):
+        if self.mode == "inference_init":
+            training = False
+        if self.mode != "batch_no_update" or not (training and self.trainable):
+            return super().call(inputs, training=training, mask=mask)
+        x = keras.ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
+        mean, variance = self._moments(x, mask)
+        out = keras.ops.batch_normalization(x, mean, variance, self.axis, offset=self.beta, scale=self.gamma,
+                                            epsilon=self.epsilon)
+        return keras.ops.cast(out, self.compute_dtype)
+
+
+def _initializer(config: ModelConfig, stddev: float, seed: int | None):
+    if config.head_init == "truncated_normal":  # Keras' cuts at 2 sigma, as TF1's
         return keras.initializers.TruncatedNormal(stddev=stddev, seed=seed)
     return "glorot_uniform"  # the Keras default
 
 
-def build_model(
-    input_shape: tuple[int, int, int] = (224, 112, 3),
-    backbone: str = "resnet50",
-    backbone_weights: str = "imagenet",
-    pooling: str = "avg",
-    head: str = "fc1024",
-    embedding_dim: int = 128,
-    output_activation: str = "none",
-    dropout: float = 0.0,
-    head_init: str = "truncated_normal",
-    head_init_stddev: float = 0.001,
-    trainable: str = "all",
-    seed: int | None = None,
-    neck: str = "none",
-    neck_feat: str = "after",
-    last_stride: int = 2,
-) -> keras.Model:
-    """Pixels [batch, H, W, 3] in [0, 255] -> float32 embeddings [batch, embedding_dim].
+def build_model(input_shape: tuple[int, int, int] = (224, 112, 3), config: ModelConfig | None = None,
+                seed: int | None = None, **settings) -> keras.Model:
+    """Pixels [batch, H, W, 3] in [0, 255] -> float32 embeddings [batch, embedding_dim], as the
+    model settings (`config`, or its defaults, with `settings` replacing some) describe.
 
-    `trainable="head"` freezes the backbone, whose BatchNorm then runs in inference mode.
-    The head's BatchNorm is synchronised across replicas so that a distributed batch is
-    normalised as one batch. `head="none"` makes the pooled feature the embedding (BoT).
-    With `neck="bnneck"` the model returns {"embeddings": the `neck_feat` feature, "features":
-    before the neck, "neck": after it} (see `embeddings_of`).
+    `trainable="head"` freezes the backbone, whose BatchNorm then runs in inference mode;
+    `head="fc512"` is OSNet's own fc (Linear 512, BatchNorm1d, ReLU), whose output is the
+    embedding (`embedding_dim` unused). The
+    head's BatchNorm is synchronised across replicas, so a distributed batch is normalised as
+    one. With `neck="bnneck"` the model returns {"embeddings": the `neck_feat` feature,
+    "features": before the neck, "neck": after it} (see `embeddings_of`).
     """
-    for value, allowed, name in (
-        (pooling, POOLINGS, "pooling"), (head, HEADS, "head"), (trainable, TRAINABLE, "trainable"),
-        (output_activation, OUTPUT_ACTIVATIONS, "output_activation"), (head_init, HEAD_INITS, "head_init"),
-        (neck, NECKS, "neck"), (neck_feat, NECK_FEATS, "neck_feat"),
-    ):
-        if value not in allowed:
-            raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
-    if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-    if embedding_dim < 1:
-        raise ValueError(f"embedding_dim must be positive, got {embedding_dim}")
-
-    base = build_backbone(backbone, backbone_weights, input_shape, last_stride)
-    base.trainable = trainable == "all"
+    m = dataclasses.replace(config or ModelConfig(), **settings)
+    m.validate()
+    base = build_backbone(m.backbone, m.backbone_weights, input_shape, m.last_stride, m.backbone_bn)
+    base.trainable = m.trainable == "all"
     inputs = keras.Input(input_shape, name="images")
-    x = PixelPreprocessing(backbones.preprocessing(backbone), name="preprocessing")(inputs)
-    x = base(x, training=None if trainable == "all" else False)
-    if pooling == "avg":
-        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    elif pooling == "max":
-        x = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
-    else:
-        x = keras.layers.Flatten(name="flatten")(x)
+    mode = "unit" if m.pixel_range == "unit" else backbones.preprocessing(m.backbone)
+    x = PixelPreprocessing(mode, name="preprocessing")(inputs)
+    x = base(x, training=None if m.trainable == "all" else False)
+    x = {"avg": keras.layers.GlobalAveragePooling2D(name="avg_pool"),
+         "max": keras.layers.GlobalMaxPooling2D(name="max_pool"),
+         "none": keras.layers.Flatten(name="flatten")}[m.pooling](x)
 
-    def init(i):
-        return _head_initializer(head_init, head_init_stddev, None if seed is None else seed + i)
+    def seeded(i):
+        return None if seed is None else seed + i
 
-    if head == "fc1024":
-        x = keras.layers.Dense(1024, use_bias=False, kernel_initializer=init(0), name="fc1")(x)
-        x = keras.layers.BatchNormalization(synchronized=True, name="fc1_bn")(x)
+    if m.head in ("fc1024", "fc512"):
+        width, bn = (1024, {}) if m.head == "fc1024" else (512, {"momentum": 0.9, "epsilon": 1e-5})
+        x = keras.layers.Dense(width, use_bias=m.head == "fc512", name="fc1",
+                               kernel_initializer=_initializer(m, m.fc1_init_stddev, seeded(0)))(x)
+        x = HeadBatchNormalization(m.head_bn, synchronized=True, name="fc1_bn", **bn)(x)
         x = keras.layers.ReLU(name="fc1_relu")(x)
-    if dropout > 0:
-        x = keras.layers.Dropout(dropout, seed=seed, name="dropout")(x)
-    if head == "none":
+    if m.dropout > 0:
+        x = keras.layers.Dropout(m.dropout, seed=seed, name="dropout")(x)
+    if m.head in ("none", "fc512"):  # the pooled feature (BoT), or OSNet's fc512 output, is the embedding
         x = keras.layers.Activation("linear", dtype="float32", name="embedding")(x)
     else:
-        last = "fc2" if head == "fc1024" else "fc1"
-        x = keras.layers.Dense(embedding_dim, kernel_initializer=init(1), dtype="float32", name=last)(x)
-    if output_activation == "softmax":
+        last, stddev = ("fc1", m.fc1_init_stddev) if m.head == "fc" else ("fc2", m.fc2_init_stddev)
+        x = keras.layers.Dense(m.embedding_dim, use_bias=m.embedding_bias, dtype="float32", name=last,
+                               kernel_initializer=_initializer(m, stddev, seeded(1)))(x)
+    if m.output_activation == "softmax":
         x = keras.layers.Softmax(dtype="float32", name="softmax")(x)
-    if neck == "none":
-        return keras.Model(inputs, x, name=f"reid_{backbone}")
+    if m.neck == "none":
+        return keras.Model(inputs, x, name=f"reid_{m.backbone}")
     # BoT's BNNeck: a BatchNorm whose shift is frozen at 0 (no beta at all: center=False).
     # Momentum and epsilon as PyTorch's BatchNorm1d, which BoT uses.
     after = keras.layers.BatchNormalization(center=False, momentum=0.9, epsilon=1e-5, synchronized=True,
                                             dtype="float32", name="bnneck")(x)
-    outputs = {"embeddings": after if neck_feat == "after" else x, "features": x, "neck": after}
-    return keras.Model(inputs, outputs, name=f"reid_{backbone}")
+    outputs = {"embeddings": after if m.neck_feat == "after" else x, "features": x, "neck": after}
+    return keras.Model(inputs, outputs, name=f"reid_{m.backbone}")
 
 
 def embeddings_of(outputs) -> tf.Tensor:
@@ -138,21 +138,18 @@ def build_id_classifier(num_classes: int, seed: int | None = None) -> keras.laye
         kernel_initializer=keras.initializers.RandomNormal(stddev=0.001, seed=seed))
 
 
-def head_variables(model: keras.Model) -> list:
-    """Trainable variables outside the backbone (the layers this project adds)."""
-    inner = backbone_of(model)
-    return [v for layer in model.layers if layer is not inner for v in layer.trainable_weights]
+def build_run_model(config: RunConfig, backbone_weights: str | None = None) -> keras.Model:
+    """The model a run's config describes: the one builder of training, export and evaluation.
+    `backbone_weights="none"` leaves the weights to a checkpoint."""
+    m = config.model if backbone_weights is None else dataclasses.replace(
+        config.model, backbone_weights=backbone_weights)
+    return build_model((config.data.image_height, config.data.image_width, 3), m, config.train.seed)
 
 
-def build_run_model(config, backbone_weights: str | None = None) -> keras.Model:
-    """The model a run's config (a `config.RunConfig`) describes: the one builder of training,
-    export and evaluation. `backbone_weights="none"` leaves the weights to a checkpoint."""
-    m, d = config.model, config.data
-    return build_model(
-        (d.image_height, d.image_width, 3), backbone=m.backbone,
-        backbone_weights=m.backbone_weights if backbone_weights is None else backbone_weights,
-        pooling=m.pooling, head=m.head, embedding_dim=m.embedding_dim,
-        output_activation=m.output_activation, dropout=m.dropout, head_init=m.head_init,
-        head_init_stddev=m.head_init_stddev, trainable=m.trainable, seed=config.train.seed,
-        neck=m.neck, neck_feat=m.neck_feat, last_stride=m.last_stride,
-    )
+def activation_maps(model: keras.Model, images: np.ndarray) -> np.ndarray:
+    """torchreid's activation maps: per image, the sum over channels of the squared last feature
+    map of the backbone (its channel-wise squared L2 norm), L2-normalised over positions."""
+    features = backbone_of(model)(model.get_layer("preprocessing")(images), training=False)
+    maps = tf.reduce_sum(tf.square(tf.cast(features, tf.float32)), axis=-1)
+    flat = tf.reshape(maps, [tf.shape(maps)[0], -1])
+    return tf.reshape(tf.math.l2_normalize(flat, axis=1), tf.shape(maps)).numpy()

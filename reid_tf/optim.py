@@ -7,7 +7,6 @@ import keras
 import tensorflow as tf
 
 from reid_tf import config as config_lib
-from reid_tf.config import LR_SCHEDULES
 
 
 class _SummedGradients:
@@ -74,7 +73,7 @@ def learning_rate_schedule(cfg: config_lib.OptimizerConfig):
     elif cfg.lr_schedule == "cosine":
         schedule = keras.optimizers.schedules.CosineDecay(cfg.initial_learning_rate, cfg.decay_steps)
     else:
-        raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {cfg.lr_schedule!r}")
+        raise ValueError(f"lr_schedule {cfg.lr_schedule!r}: exponential, piecewise or cosine")
     if cfg.warmup_steps > 0:
         schedule = LinearWarmup(schedule, cfg.warmup_steps, cfg.warmup_factor)
     return schedule
@@ -82,7 +81,7 @@ def learning_rate_schedule(cfg: config_lib.OptimizerConfig):
 
 def build_optimizer(cfg: config_lib.OptimizerConfig, mixed_precision: str) -> keras.optimizers.Optimizer:
     """Adam on the configured schedule; loss scaling under float16. Give it summed gradients."""
-    optimizer = SummedGradientsAdam(learning_rate_schedule(cfg), name="adam")
+    optimizer = SummedGradientsAdam(learning_rate_schedule(cfg), epsilon=cfg.adam_epsilon, name="adam")
     if mixed_precision == "float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from reid_tf.datasets import JUNK_PID, Record
+from reid_tf.config import JUNK_PID
+from reid_tf.datasets import Record
 
 GREEN, RED, GRAY = (0, 170, 0), (220, 0, 0), (128, 128, 128)
 
@@ -119,3 +120,36 @@ def activation_pictures(images: np.ndarray, maps: np.ndarray, records: Sequence[
         canvas.save(path)
         written.append(path)
     return written
+
+
+def plot_runs(runs: list, path: str) -> None:
+    """Validation mAP (train mAP dashed) and the triplet loss against step, one colour per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(15, 6))
+    colours = plt.get_cmap("tab20" if len(runs) > 10 else "tab10")
+    for i, run in enumerate(runs):
+        colour = colours(i % colours.N)
+        for key, style in (("mAP", "-"), ("train_mAP", "--")):
+            points = [(r["step"], r[key]) for r in run.validations if key in r]
+            if points:
+                left.plot(*zip(*points), style, color=colour, marker=".",
+                          label=run.name if key == "mAP" else None)
+        from reid_tf.runs import scalar_curves
+
+        losses = scalar_curves(run, "train", ("triplet_loss", "loss"))
+        series = losses.get("triplet_loss") or losses.get("loss")
+        if series:
+            right.plot(*zip(*series), color=colour, label=run.name)
+    left.set(xlabel="step", ylabel="mAP", title="validation mAP (train mAP dashed)", ylim=(0, 1))
+    right.set(xlabel="step", ylabel="loss", title="triplet loss (batch-hard)")
+    for axes in (left, right):
+        axes.grid(alpha=0.3)
+    fig.legend(*left.get_legend_handles_labels(), loc="lower center", ncol=min(len(runs), 5),
+               fontsize="small", frameon=False)
+    fig.tight_layout(rect=(0, 0.04 + 0.03 * ((len(runs) - 1) // 5), 1, 1))
+    fig.savefig(path, format="png", dpi=110)
+    plt.close(fig)

@@ -1,345 +1,55 @@
-"""Training entry point: `python -m reid_tf.train --flagfile=flags/resnet_finetuning.cfg`.
+"""Train a re-identification model: `python -m reid_tf.train --flagfile=flags/resnet_finetuning.cfg`.
 
-A tf.function step under a tf.distribute strategy; batch-hard mining over the global batch
-(embeddings gathered across replicas); checkpoints that survive kill -9; TensorBoard; periodic
-validation appended to validation.jsonl; a SavedModel export at the end.
+Every run setting is a flag (declared in reid_tf/config.py); this command's own flags say where
+the run goes and which machines train it. The loop is reid_tf/train_lib.py.
 """
 
 from __future__ import annotations
 
-import contextlib
-import math
-import os
-import signal
 import sys
-import time
 
-import keras
-import numpy as np
-import tensorflow as tf
-from absl import app, logging
+from absl import app, flags
 
-from reid_tf import config as config_lib
-from reid_tf import (
-    console,
-    data,
-    datasets,
-    distribute,
-    evaluate,
-    export,
-    objective,
-    optim,
-    projector,
-    run_dir,
-)
-from reid_tf import model as model_lib
-from reid_tf.datasets import DatasetError
-from reid_tf.objective import make_train_step
+from reid_tf import config, console
+from reid_tf import flags as reid_flags
+
+FLAGS = flags.FLAGS
+OWN_FLAGS = ("output_dir", "note", "cluster", "cluster_port", "kubernetes_job", "heartbeat_timeout")
 
 
-class TrainingError(RuntimeError):
-    """A run that cannot go on; the message is one line saying why and what to do."""
+def define_flags() -> None:
+    """The run settings' flags and this command's own (once per process)."""
+    if "output_dir" in FLAGS and "dataset" in FLAGS:
+        return
+    reid_flags.define_settings()
+    reid_flags.group("Output")
+    flags.DEFINE_string("output_dir", "runs/default", "Run folder: config, checkpoints, logs, export.")
+    flags.DEFINE_string("note", "", "A note on the experiment, kept in the run folder (note.txt), not in its"
+                        " configuration: change it on resume at will. Shown by tools/report.py.")
+    reid_flags.group("Several machines")
+    flags.DEFINE_enum("cluster", "tf_config", config.CLUSTERS,
+                      "Where the workers come from: tf_config (the TF_CONFIG variable; none = one machine),"
+                      " slurm (the srun job step, one task per node), kubernetes (an Indexed Job's pods).")
+    flags.DEFINE_integer("cluster_port", 23456, "With --cluster=slurm|kubernetes: the port every worker"
+                         " listens on.", lower_bound=1, upper_bound=65535)
+    flags.DEFINE_string("kubernetes_job", "reid-train", "With --cluster=kubernetes: the Indexed Job's name"
+                        " (its pods carry job-name=NAME; see docs/kubernetes.yaml).")
+    flags.DEFINE_float("heartbeat_timeout", 10.0, "Seconds without a heartbeat after which TensorFlow's"
+                       " coordination service takes a worker for lost (every worker then exits); a busy"
+                       " worker keeps sending heartbeats.", lower_bound=1.0)
 
 
-# ---------------------------------------------------------------------------- start and stop
-
-
-def warm_start(model: keras.Model, init_checkpoint: str) -> str:
-    """Load only the model's weights from another run (folder or checkpoint prefix)."""
-    path = init_checkpoint
-    if tf.io.gfile.isdir(path):
-        in_run = tf.train.latest_checkpoint(os.path.join(path, "checkpoints"))
-        path = in_run or tf.train.latest_checkpoint(path)
-    if not path or not tf.io.gfile.exists(path + ".index"):
-        raise TrainingError(f"--init_checkpoint={init_checkpoint}: no checkpoint found there")
-    try:
-        tf.train.Checkpoint(model=model).read(path).expect_partial().assert_existing_objects_matched()
-    except (AssertionError, ValueError) as e:
-        raise TrainingError(
-            f"--init_checkpoint={path} does not fit this model: {str(e).splitlines()[0][:160]}"
-        ) from None
-    return path
-
-
-class _StopSignal:
-    """Remembers SIGTERM / SIGINT so the loop can checkpoint and stop between steps."""
-
-    def __init__(self):
-        self.received = None
-        self._previous = {}
-
-    def __enter__(self):
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
-                self._previous[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread: leave signals alone
-                pass
-        return self
-
-    def _handle(self, signum, frame):
-        self.received = signal.Signals(signum).name
-
-    def __exit__(self, *exc):
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-
-# ---------------------------------------------------------------------------- the loop
-
-
-def run(config: config_lib.RunConfig, output_dir: str, flags_text: str | None = None,
-        strategy: tf.distribute.Strategy | None = None, note: str | None = None) -> dict:
-    """Train as configured into output_dir (resuming it if it holds a run); returns a summary.
-
-    Under several workers every worker calls this with the same config; the chief alone writes
-    the run folder and holds its lock. `note` (the experiment's conclusion, say) is kept in the
-    folder beside the configuration, not in it.
-    """
-    t, d = config.train, config.data
-    if d.image_num_every_id < 2:
-        raise TrainingError(
-            f"--image_num_every_id={d.image_num_every_id}: batch-hard mining needs K >= 2 images per"
-            " identity in a batch, or no anchor has a positive"
-        )
-    try:
-        optim.learning_rate_schedule(config.optimizer)
-    except ValueError as e:
-        raise TrainingError(str(e)) from None
-    if config.model.neck == "none" and config.model.neck_feat == "before":
-        raise TrainingError("--neck_feat=before needs --neck=bnneck (without a neck there is no after)")
-    if t.mixed_precision != "none":
-        keras.mixed_precision.set_global_policy(f"mixed_{t.mixed_precision}")
-    try:
-        strategy = strategy or distribute.choose_strategy()
-        batch = d.return_id_num * d.image_num_every_id
-        if batch % strategy.num_replicas_in_sync:
-            raise TrainingError(f"the batch P*K={batch} does not split over"
-                                f" {strategy.num_replicas_in_sync} replicas")
-        distribute.check_same_config(strategy, config_lib.guarded_settings(config))
-        role = distribute.role_of(strategy)
-        with run_dir.RunLock(output_dir) if role.is_chief else contextlib.nullcontext() as lock, \
-                distribute.GroupWatch(strategy, on_lost=lock.release if lock else None):
-            if role.is_chief:
-                run_dir.prepare(output_dir, config, flags_text, note)
-            try:
-                return _train(config, output_dir, strategy, role)
-            except TrainingError as e:
-                if role.is_chief:
-                    run_dir.record_stop(output_dir, str(e))
-                raise
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
-
-
-def _train(config: config_lib.RunConfig, output_dir: str, strategy: tf.distribute.Strategy,
-           role: distribute.Role) -> dict:
-    t, d = config.train, config.data
-    keras.utils.set_random_seed(t.seed)  # weights, dropout: a run is repeatable from its seed
-    splits = datasets.split_records(datasets.load_training_sets(d), d, t.seed)
-    batch = d.return_id_num * d.image_num_every_id
-    with strategy.scope():
-        model = model_lib.build_run_model(config)
-        features = model.output["features"] if isinstance(model.output, dict) else model.output
-        head = objective.build_identity_head(config.loss, len({r.pid for r in splits["train"]}),
-                                   features.shape[-1], t.seed)
-        optimizer = optim.build_optimizer(config.optimizer, t.mixed_precision)
-        optimizer.build(model.trainable_variables + head.trainable_variables())
-        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step, **head.trackables())
-    run_checkpoints = os.path.join(output_dir, run_dir.CHECKPOINTS)
-    checkpoint_dir = distribute.CheckpointDir(run_checkpoints, role)
-    manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir.path, max_to_keep=t.keep_checkpoints)
-    latest = tf.train.latest_checkpoint(run_checkpoints)  # every worker resumes from the chief's
-    if latest:
-        checkpoint.restore(latest).assert_existing_objects_matched()
-        logging.info("resumed from %s at step %d", latest, int(step.numpy()))
-    elif t.init_checkpoint:
-        logging.info("warm start from %s", warm_start(model, t.init_checkpoint))
-    start = int(step.numpy())
-
-    def save(at_step):
-        nonlocal latest
-        latest = manager.save(checkpoint_number=at_step)  # a collective: every worker saves
-        checkpoint_dir.after_save()
-
-    def dataset_fn(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
-        # Each worker decodes only its slice of every global batch; a resumed run continues
-        # with fresh batches, since the stream's seed includes the start step.
-        return data.train_dataset(
-            splits["train"], d.return_id_num, d.image_num_every_id, d.image_height, d.image_width,
-            d.augment, seed=t.seed + 7919 * start, num_shards=ctx.num_input_pipelines,
-            shard=ctx.input_pipeline_id, batch_size=ctx.get_per_replica_batch_size(batch))
-
-    iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
-    train_step = make_train_step(model, optimizer, strategy, config.loss, t.jit_compile, head,
-                                 config.optimizer.weight_decay)
-    writers = {k: tf.summary.create_file_writer(os.path.join(output_dir, run_dir.TENSORBOARD, k))
-               if role.is_chief else tf.summary.create_noop_writer() for k in ("train", "validation")}
-    history_path = os.path.join(output_dir, run_dir.VALIDATIONS)
-    best = _best(run_dir.repair_validations(history_path, start)) if role.is_chief else None
-    embed = evaluate.keras_embed_fn(model)
-
-    def run_validation(at_step):
-        nonlocal best
-        if not role.is_chief:
-            return None
-        result = evaluate.validate(embed, splits, d.image_height, d.image_width, at_step,
-                                   t.eval_rerank)
-        with writers["validation"].as_default():
-            for key, value in result.items():
-                if key != "step":
-                    tf.summary.scalar(key, value, step=at_step)
-        if "mAP" in result and (best is None or result["mAP"] > best["mAP"]):
-            best = {"mAP": result["mAP"], "step": at_step}
-        if best:
-            result.update(best_mAP=best["mAP"], best_step=best["step"])
-        run_dir.append_validation(history_path, result)
-        logging.info("validation at step %d: %s", at_step, ", ".join(
-            f"{k} {v:.4g}" for k, v in result.items() if k not in ("step", "best_step", "best_mAP")))
-        return result
-
-    if start == 0 and t.eval_before_training:
-        run_validation(0)
-    logging.info("training %s from step %d to %d on %d replica(s) of %d worker(s), batch %d"
-                 " (P=%d x K=%d)", model.name, start, t.max_steps, strategy.num_replicas_in_sync,
-                 role.num_workers, batch, d.return_id_num, d.image_num_every_id)
-    any_worker = distribute.make_any_worker(strategy)
-    current, last, window_start, window_steps = start, None, time.time(), 0
-    with _StopSignal() as stop, contextlib.closing(checkpoint_dir):
-        while current < t.max_steps:
-            loss, stats = train_step(iterator)
-            loss = float(loss)
-            if not math.isfinite(loss):
-                raise TrainingError(
-                    f"the loss became {loss} at step {current + 1}: training stopped; the last good"
-                    f" checkpoint {latest or '(none yet)'} is kept"
-                )
-            current = int(step.assign_add(1).numpy())
-            window_steps += 1
-            if current == 1 and role.is_chief:
-                run_dir.record_first_step(output_dir, {"step": 1, "loss": round(loss, 6), **{
-                    k: round(float(stats[k]), 6) for k in ("triplet_loss", "id_loss") if k in stats}})
-            if current % t.log_every == 0 or current in (1, t.max_steps):
-                elapsed = time.time() - window_start
-                images_per_s = window_steps * batch / max(elapsed, 1e-9)
-                lr = float(optimizer.learning_rate)
-                eta = (t.max_steps - current) * elapsed / window_steps
-                logging.info("step %d/%d  %s  lr %.3g  %.1f images/s  ETA %s", current, t.max_steps,
-                             _losses_line(loss, stats), lr, images_per_s, _duration(eta))
-                with writers["train"].as_default():
-                    tf.summary.scalar("loss", loss, step=current)
-                    tf.summary.scalar("learning_rate", lr, step=current)
-                    tf.summary.scalar("images_per_second", images_per_s, step=current)
-                    for key, value in stats.items():
-                        tf.summary.scalar(key, value, step=current)
-                window_start, window_steps = time.time(), 0
-            if current % t.checkpoint_every == 0:
-                save(current)
-            if current % t.eval_every == 0:
-                last = run_validation(current)
-            # Every worker stops at the same step, or the others would wait in a collective.
-            if any_worker(stop.received is not None):
-                if not latest or not latest.endswith(f"-{current}"):
-                    save(current)
-                reason = stop.received or "a signal to another worker"
-                logging.info("%s: saved step %d, stopping", reason, current)
-                return {"step": current, "stopped_by": reason, "best": best}
-
-        # The end: a SIGTERM from here on lets the checkpoint, validation and export finish.
-        if not latest or not latest.endswith(f"-{current}"):
-            save(current)
-        if role.is_chief:
-            if last is None:  # a finished run started again has nothing new to score
-                previous = run_dir.read_validations(history_path)[-1:]
-                last = previous[0] if previous and previous[0]["step"] == current else None
-            final = last if last is not None and last["step"] == current else run_validation(current)
-            if t.projector and splits["valid"][0]:
-                query, gallery = splits["valid"]
-                logging.info(projector.write_projector(
-                    os.path.join(output_dir, run_dir.TENSORBOARD, "projector"),
-                    evaluate.embed_records(embed, query, d.image_height, d.image_width)[0], query,
-                    evaluate.embed_records(embed, gallery, d.image_height, d.image_width)[0], gallery))
-            exported, exported_now = _export_final(model, config, output_dir, current)
-        # Every worker leaves together: one that left while the chief still exported would end
-        # its part of the coordination service, and a worker still at work would take it for lost.
-        any_worker(False)
-        if not role.is_chief:
-            return {"step": current, "final": None, "best": None, "export": None}
-    if best:
-        logging.info("best validation mAP %.4f at step %d", best["mAP"], best["step"])
-    return {"step": current, "final": final, "best": best, "export": exported, "exported_now": exported_now}
-
-
-def _export_final(model: keras.Model, config: config_lib.RunConfig, output_dir: str,
-                  step: int) -> tuple[str, bool]:
-    """(export/<step>/ of the final step, whether it was written now): a finished run started
-    again leaves its export alone."""
-    export_dir = os.path.join(output_dir, run_dir.EXPORT)
-    existing = os.path.join(export_dir, str(step))
-    if tf.io.gfile.exists(os.path.join(existing, "saved_model.pb")):
-        logging.info("this run had already finished: its export %s is left as it is", existing)
-        return existing, False
-    exported = export.export_saved_model(model, config, export_dir, step, step)
-    logging.info("exported %s", exported)
-    return exported, True
-
-
-def _losses_line(loss: float, stats: dict) -> str:
-    """The step's losses, labelled: the triplet loss alone, or the total and its parts."""
-    if "triplet_loss" not in stats:
-        return f"triplet loss {loss:.4f}"
-    parts = [f"{label} {float(stats[key]):.4f}" for key, label in (
-        ("triplet_loss", "triplet"), ("id_loss", "id"), ("center_loss", "center"),
-        ("weight_decay_loss", "weight decay")) if key in stats]
-    accuracy = f"  id acc {float(stats['id_accuracy']):.3f}" if "id_accuracy" in stats else ""
-    return f"total loss {loss:.4f} ({', '.join(parts)}){accuracy}"
-
-
-def _best(rows: list[dict]) -> dict | None:
-    scored = [r for r in rows if "mAP" in r]
-    top = max(scored, key=lambda r: r["mAP"], default=None)  # the first of equal maxima
-    return {"mAP": top["mAP"], "step": top["step"]} if top else None
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
-def main(argv):
+def main(argv: list[str]) -> None:
     if len(argv) > 1:
         sys.exit(f"error: unexpected arguments {' '.join(argv[1:])}")
-    from reid_tf import flags as reid_flags
-
     console.quiet()
-    f = reid_flags.FLAGS
-    config = reid_flags.config_from_flags()
-    strategy = None
-    try:
-        resolver = distribute.cluster_resolver(f.cluster, f.cluster_port, f.kubernetes_job)
-        strategy = distribute.choose_strategy(resolver, f.heartbeat_timeout)
-        summary = run(config, f.output_dir, reid_flags.train_flags_file(), strategy, note=f.note)
-    except (TrainingError, DatasetError, model_lib.BackboneError, export.ExportError,
-            run_dir.RunDirError, distribute.DistributionError) as e:
-        sys.exit(f"error: {e}")
-    except tf.errors.OpError as e:  # under several workers: one of them was lost
-        line = distribute.lost_worker_line(e, strategy)
-        if line is None:
-            raise
-        distribute.report_lost_worker(line)
-        os._exit(1)  # not sys.exit: TensorFlow's shutdown would wait for the lost worker
-    output_dir = f.output_dir
-    first = next(iter(run_dir.read_validations(os.path.join(output_dir, run_dir.VALIDATIONS))), None)
-    if first and summary.get("final") and first["step"] == 0:
-        print(f"validation mAP before training {first['mAP']:.3f}, after {summary['final']['mAP']:.3f}"
-              f" (rank-1 {first.get('rank1', 0):.3f} -> {summary['final'].get('rank1', 0):.3f})")
-    if summary.get("export"):
-        print(f"{'exported' if summary.get('exported_now') else 'already exported'} {summary['export']}")
+    from reid_tf import train_lib
+
+    flags_text = reid_flags.flags_file([s.name for s in config.ALL_SETTINGS] + list(OWN_FLAGS))
+    train_lib.main(reid_flags.config_from_flags(), FLAGS.output_dir, flags_text, FLAGS.note, FLAGS.cluster,
+                   FLAGS.cluster_port, FLAGS.kubernetes_job, FLAGS.heartbeat_timeout)
 
 
 if __name__ == "__main__":
-    from reid_tf import flags as reid_flags
-
-    reid_flags.define_train_flags()
-    np.set_printoptions(precision=4)
+    define_flags()
     app.run(main, flags_parser=reid_flags.parse_flags)

@@ -1,4 +1,8 @@
-"""Shared fixtures: a tiny synthetic Market-1501 written once per session to a temp dir."""
+"""Shared fixtures: a tiny synthetic Market-1501 written once per session, and one tiny trained run
+(with its export) for the tests that only need "a run"."""
+
+import os
+import shutil
 
 import pytest
 
@@ -16,15 +20,28 @@ def market_dir(tmp_path_factory):
     return str(root)
 
 
-def png_claiming(width: int, height: int, idat: bytes | None = None) -> bytes:
-    """An 8-bit grayscale PNG whose header claims width x height; its pixel data is `idat`
-    (default: a few zero bytes, far fewer than the header promises)."""
-    import struct
-    import zlib
+@pytest.fixture(scope="session")
+def trained_run(market_dir, tmp_path_factory):
+    """A finished tiny run (4 steps, validated at 0, 2 and 4, exported at export/4). Read it only:
+    a test that changes a run copies it first (`run_copy`)."""
+    from helpers import tiny_config
 
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    from reid_tf import train_lib
 
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    body = zlib.compress(b"\0" * 16) if idat is None else idat
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+    out = str(tmp_path_factory.mktemp("trained") / "run")
+    train_lib.run(tiny_config(market_dir, eval_before_training=True), out, "--seed=0\n")
+    return out
+
+
+@pytest.fixture
+def run_copy(trained_run, tmp_path):
+    """A copy of the shared trained run that a test may change."""
+    out = str(tmp_path / "run")
+    shutil.copytree(trained_run, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def saved_model(trained_run):
+    """The shared run's SavedModel export."""
+    return os.path.join(trained_run, "export", "4")

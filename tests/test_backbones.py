@@ -10,9 +10,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from test_train import tiny_config
+from helpers import tiny_config
 
-from reid_tf import backbones, export, losses, osnet, train
+from reid_tf import backbones, export_lib, losses, osnet, train_lib
 from reid_tf import model as model_lib
 
 SHAPE = (64, 32, 3)
@@ -41,7 +41,7 @@ def test_the_registry_names_the_issues_backbones():
 @pytest.mark.parametrize("name", FAMILIES)
 def test_a_family_builds_trains_one_step_and_keeps_its_last_stride_rule(name):
     model = model_lib.build_model(SHAPE, backbone=name, backbone_weights="none", seed=0)
-    inner = model_lib.backbone_of(model)
+    inner = backbones.backbone_of(model)
     assert inner.name == name
     kinds = {type(layer).__name__ for layer in inner.layers}
     assert "BatchNormalization" not in kinds  # every batch norm on the fused kernel
@@ -109,7 +109,7 @@ def light_run(request, market_dir, tmp_path_factory):
     config = tiny_config(market_dir, max_steps=2, eval_every=2)
     config = dataclasses.replace(config, model=dataclasses.replace(config.model, backbone=request.param))
     out = str(tmp_path_factory.mktemp(request.param) / "run")
-    summary = train.run(config, out)
+    summary = train_lib.run(config, out)
     assert summary["step"] == 2 and summary["export"]
     return request.param, out
 
@@ -119,7 +119,7 @@ def light_run(request, market_dir, tmp_path_factory):
     ("tflite", {"quantize": "int8", "calibration_images": 16}), ("onnx", {}), ("backbone", {})])
 def test_a_light_backbone_and_osnet_go_through_every_format(light_run, tmp_path, fmt, options):
     name, out = light_run
-    folder = export.export_run(out, str(tmp_path / "exports"), fmt=fmt, **options)
+    folder = export_lib.export_run(out, str(tmp_path / "exports"), fmt=fmt, **options)
     if fmt == "saved_model":
         loaded = tf.saved_model.load(folder)
         assert {"serving_default", "serving_bytes"} <= set(loaded.signatures)
@@ -142,13 +142,13 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 sys.path.insert(0, sys.argv[3])
-from test_train import tiny_config
-from reid_tf import train
+from helpers import tiny_config
+from reid_tf import export_lib, train_lib
 market, root = sys.argv[1], sys.argv[2]
 mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 config = tiny_config(market, max_steps=2, eval_every=2, mixed_precision="bfloat16")
 config = dataclasses.replace(config, model=dataclasses.replace(config.model, backbone="osnet_x0_25"))
-summary = train.run(config, f"{root}/osnet_x0_25", strategy=mirrored)
+summary = train_lib.run(config, f"{root}/osnet_x0_25", strategy=mirrored)
 print("RESULT " + json.dumps({"step": summary["step"], "mAP": summary["final"]["mAP"]}))
 """
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from reid_tf import augment, backbones, export_lib, exported, objective, optim, train_lib
 from reid_tf import config as C
-from reid_tf import data, export, objective, optim, train
 from reid_tf import model as model_lib
 from reid_tf.losses import center_loss, identity_accuracy, identity_loss
 
@@ -59,12 +59,12 @@ def test_warmup_and_piecewise_schedule_at_chosen_steps():
 def test_last_stride_1_doubles_the_feature_map_and_keeps_the_weights_loadable(tmp_path):
     path = str(tmp_path / "backbone.weights.h5")  # a weights file as the README makes one
     keras.applications.ResNet50(include_top=False, weights=None, input_shape=SHAPE).save_weights(path)
-    strided = model_lib.build_backbone("resnet50", path, SHAPE)
-    one = model_lib.build_backbone("resnet50", path, SHAPE, last_stride=1)
+    strided = backbones.build_backbone("resnet50", path, SHAPE)
+    one = backbones.build_backbone("resnet50", path, SHAPE, last_stride=1)
     assert strided.output.shape[1:3] == (2, 1) and one.output.shape[1:3] == (4, 2)
     for a, b in zip(strided.weights, one.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
-    v2 = model_lib.build_backbone("resnet50v2", "none", SHAPE, last_stride=1)
+    v2 = backbones.build_backbone("resnet50v2", "none", SHAPE, last_stride=1)
     assert v2.output.shape[1:3] == (4, 2)
 
 
@@ -88,7 +88,7 @@ def test_the_bnneck_shift_stays_zero_and_centres_move_as_bot_moves_them(market_d
     model = model_lib.build_run_model(config)
     head = objective.build_identity_head(config.loss, num_classes=6, feature_dim=16, seed=0)
     optimizer = optim.build_optimizer(config.optimizer, "none")
-    step = train.make_train_step(model, optimizer, strategy, config.loss, False, head, 5e-4)
+    step = objective.make_train_step(model, optimizer, strategy, config.loss, False, head, 5e-4)
     images = tf.random.stateless_uniform([8, 64, 32, 3], [1, 2], maxval=255.0)
     pids = tf.constant([0, 0, 1, 1, 2, 2, 3, 3])
     batches = iter(tf.data.Dataset.from_tensors((images, pids)).repeat())
@@ -115,10 +115,10 @@ def test_the_bnneck_shift_stays_zero_and_centres_move_as_bot_moves_them(market_d
 
 def test_augmentation_bot_pads_crops_and_erases_with_the_imagenet_mean():
     image = tf.fill([64, 32, 3], 200.0)
-    outs = [data.augment_image(image, 64, 32, "bot", tf.constant([0, s], tf.int64)).numpy()
+    outs = [augment.augment_image(image, 64, 32, "bot", tf.constant([0, s], tf.int64)).numpy()
             for s in range(200)]
     assert all(o.shape == (64, 32, 3) for o in outs)
-    erased = [o for o in outs if np.isclose(o, data.IMAGENET_MEAN, atol=1e-3).all(-1).any()]
+    erased = [o for o in outs if np.isclose(o, augment.IMAGENET_MEAN, atol=1e-3).all(-1).any()]
     padded = [o for o in outs if (o == 0).all(-1).any()]
     assert 0.35 < len(erased) / len(outs) < 0.65  # p = 0.5
     assert len(padded) > 0.8 * len(outs)  # a 3-px pad is almost always in the crop
@@ -129,7 +129,7 @@ def test_augmentation_bot_pads_crops_and_erases_with_the_imagenet_mean():
 def test_a_bnneck_run_trains_and_exports_the_after_bn_feature(market_dir, tmp_path):
     out = str(tmp_path / "run")
     config = bot_config(market_dir)
-    summary = train.run(config, out)
+    summary = train_lib.run(config, out)
     assert summary["step"] == 3 and np.isfinite(summary["final"]["mAP"])
     model = model_lib.build_run_model(config, "none")
     tf.train.Checkpoint(model=model).read(tf.train.latest_checkpoint(f"{out}/checkpoints")).expect_partial()
@@ -141,11 +141,11 @@ def test_a_bnneck_run_trains_and_exports_the_after_bn_feature(market_dir, tmp_pa
     served = tf.saved_model.load(summary["export"]).signatures["serving_default"](images=images)
     np.testing.assert_allclose(served["embeddings"], after, rtol=1e-4, atol=1e-4)
     assert not np.allclose(before, after, rtol=0.1, atol=0)  # the BN does change the feature
-    meta = json.load(open(os.path.join(summary["export"], "assets", export.CONFIG_ASSET)))
+    meta = json.load(open(os.path.join(summary["export"], "assets", exported.METADATA)))
     assert meta["embedding"] == "after the BNNeck" and meta["embedding_dim"] == 16
     # neck_feat=before: the same weights, the feature before the BN.
     before_cfg = dataclasses.replace(config, model=dataclasses.replace(config.model, neck_feat="before"))
-    path = export.export_saved_model(model, before_cfg, str(tmp_path / "before"), 1, 3)
+    path = export_lib.export_saved_model(model, before_cfg, str(tmp_path / "before"), 1, 3)
     served = tf.saved_model.load(path).signatures["serving_default"](images=images)
     np.testing.assert_allclose(served["embeddings"], before, rtol=1e-4, atol=1e-4)
 
@@ -155,5 +155,5 @@ def test_a_bnneck_without_the_id_loss_trains(market_dir, tmp_path):
     config = bot_config(market_dir)
     config = dataclasses.replace(config, loss=C.LossConfig(), optimizer=C.OptimizerConfig(1e-3),
                                  train=dataclasses.replace(config.train, max_steps=2, eval_every=2))
-    summary = train.run(config, str(tmp_path / "run"))
+    summary = train_lib.run(config, str(tmp_path / "run"))
     assert summary["step"] == 2 and np.isfinite(summary["final"]["mAP"])

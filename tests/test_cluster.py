@@ -11,10 +11,10 @@ import time
 import types
 
 import pytest
-from test_distributed import free_ports, tiny_flags
-from test_train import REPO, checkpoint_steps
+from helpers import REPO, checkpoint_steps, tiny_flags
 
 from reid_tf import distribute
+from reid_tf.localhost import free_ports
 
 # Runs the trainer with a validation that first sleeps SLOW_VALIDATION seconds (a long one, as
 # Market-1501's takes minutes while the other workers wait in a collective).

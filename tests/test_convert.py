@@ -10,37 +10,36 @@ import numpy as np
 import onnx
 import pytest
 import tensorflow as tf
-from test_train import REPO, tiny_config, with_train
+from helpers import REPO, tiny_config, with_train
 
-from reid_tf import convert, data, datasets, evaluate, export, train
+from reid_tf import convert, data, datasets, export_lib, exported, train_lib
 
 
 @pytest.fixture(scope="module")
 def run(market_dir, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("convert") / "run")
-    train.run(with_train(tiny_config(market_dir), max_steps=30, eval_every=30, checkpoint_every=30), out)
+    train_lib.run(with_train(tiny_config(market_dir), max_steps=30, eval_every=30, checkpoint_every=30), out)
     return out
 
 
 def gallery_images(market_dir, n=None):
-    records = datasets.load_market1501(market_dir)["gallery"]
+    records = datasets.market.load_market1501(market_dir)["gallery"]
     batches = data.eval_dataset(records[:n] if n else records, 64, 32)
     return np.concatenate([b.numpy() for b, _, _ in batches]), records
 
 
 def test_tflite_and_onnx_equal_the_saved_model(run, market_dir, tmp_path):
     images, _ = gallery_images(market_dir, 12)
-    saved, _ = evaluate.model_embed_fn(export.export_run(run, str(tmp_path / "sm")))
-    reference = saved(tf.constant(images)).numpy()
+    reference = exported.open_export(export_lib.export_run(run, str(tmp_path / "sm"))).embed(images)
     for fmt in ("tflite", "onnx"):
-        folder = export.export_run(run, str(tmp_path / fmt), fmt=fmt)
+        folder = export_lib.export_run(run, str(tmp_path / fmt), fmt=fmt)
         assert sorted(os.listdir(folder)) == sorted([convert.FILE_NAMES[fmt], "reid_config.json"])
         meta = json.load(open(os.path.join(folder, "reid_config.json")))
         assert meta["format"] == fmt and meta["verification"]["relative"] <= 1e-4
         assert meta["verification"]["bytes"] == os.path.getsize(os.path.join(folder, meta["file"]))
-        embed, size = evaluate.model_embed_fn(os.path.join(folder, meta["file"]))
-        assert size == {"height": 64, "width": 32}
-        got = embed(images).numpy()
+        model = exported.open_export(os.path.join(folder, meta["file"]))
+        assert (model.height, model.width, model.format) == (64, 32, fmt)
+        got = model.embed(images)
         np.testing.assert_allclose(got, reference, rtol=0, atol=1e-4 * np.abs(reference).max())
     onnx_model = onnx.load(os.path.join(tmp_path, "onnx", "30", "model.onnx"))
     opsets = {o.domain: o.version for o in onnx_model.opset_import}
@@ -53,8 +52,8 @@ def test_tflite_and_onnx_equal_the_saved_model(run, market_dir, tmp_path):
 def test_int8_ranks_the_gallery_like_the_float_model(run, market_dir, tmp_path):
     images, records = gallery_images(market_dir)
     float_embed = convert.tflite_embed_fn(
-        os.path.join(export.export_run(run, str(tmp_path / "f"), fmt="tflite"), "model.tflite"))
-    folder = export.export_run(run, str(tmp_path / "q"), fmt="tflite", quantize="int8", calibration_images=64)
+        os.path.join(export_lib.export_run(run, str(tmp_path / "f"), fmt="tflite"), "model.tflite"))
+    folder = export_lib.export_run(run, str(tmp_path / "q"), fmt="tflite", quantize="int8", calibration_images=64)
     meta = json.load(open(os.path.join(folder, "reid_config.json")))
     assert meta["quantize"] == "int8" and meta["verification"]["min_cosine"] >= 0.9
     size_float = os.path.getsize(os.path.join(tmp_path, "f", "30", "model.tflite"))
@@ -77,8 +76,8 @@ def test_a_conversion_that_loses_the_weights_is_refused(run, tmp_path, monkeypat
             [unfrozen.get_concrete_function()], unfrozen_module)
         return converter.convert()
 
+    from reid_tf import export_lib, run_dir
     from reid_tf import model as model_lib
-    from reid_tf import run_dir
 
     config = run_dir.load_config(run)
     keras_model = model_lib.build_run_model(config, "none")
@@ -92,8 +91,8 @@ def test_a_conversion_that_loses_the_weights_is_refused(run, tmp_path, monkeypat
 
     monkeypatch.setattr(convert, "to_tflite", weightless)
     refusal = r"the tflite model \(none\) gives other embeddings than the model \(relative difference nan"
-    with pytest.raises(export.ExportError, match=refusal + r" > 0.0001\): not written"):
-        export.export_run(run, str(tmp_path / "bad"), fmt="tflite")
+    with pytest.raises(export_lib.ExportError, match=refusal + r" > 0.0001\): not written"):
+        export_lib.export_run(run, str(tmp_path / "bad"), fmt="tflite")
     assert not os.path.exists(tmp_path / "bad")  # nothing written
 
 
@@ -116,7 +115,7 @@ def test_a_network_with_custom_gradients_converts_with_its_signature():
 
 
 def test_the_eval_tool_scores_a_tflite_file(run, market_dir, tmp_path):
-    folder = export.export_run(run, str(tmp_path / "t"), fmt="tflite")
+    folder = export_lib.export_run(run, str(tmp_path / "t"), fmt="tflite")
     proc = subprocess.run([sys.executable, "tools/eval.py", f"--model={folder}/model.tflite",
                            f"--data_dir={market_dir}"], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -130,8 +129,8 @@ def test_the_eval_tool_scores_a_tflite_file(run, market_dir, tmp_path):
 def test_a_reduced_precision_saved_model_keeps_its_signatures_and_float32_outputs(
         run, market_dir, tmp_path, precision):
     images, _ = gallery_images(market_dir, 8)
-    reference = evaluate.model_embed_fn(export.export_run(run, str(tmp_path / "f32")))[0](images).numpy()
-    folder = export.export_run(run, str(tmp_path / precision), precision=precision)
+    reference = exported.open_export(export_lib.export_run(run, str(tmp_path / "f32"))).embed(images)
+    folder = export_lib.export_run(run, str(tmp_path / precision), precision=precision)
     meta = json.load(open(os.path.join(folder, "assets", "reid_config.json")))
     assert meta["precision"] == precision
     loaded = tf.saved_model.load(folder)

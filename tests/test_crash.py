@@ -8,17 +8,17 @@ import sys
 
 import pytest
 import tensorflow as tf
-from test_train import REPO, checkpoint_steps, tiny_config
+from helpers import REPO, checkpoint_steps, tiny_config
 
-from reid_tf import evaluate, export, run_dir, train
+from reid_tf import evaluate, export, export_lib, run_dir, train_lib
 
 # Runs the tiny config (checkpoint and validation every step) and, where asked, dies by SIGKILL
 # at one chosen instant: half-way through a write, or between a checkpoint's files and its state.
 DRIVER = r"""
 import os, signal, sys
 sys.path.insert(0, sys.argv[4])
-from test_train import tiny_config
-from reid_tf import export, run_dir, train
+from helpers import tiny_config
+from reid_tf import export_lib, run_dir, train_lib
 from absl import logging
 from tensorflow.python.checkpoint import checkpoint_management
 
@@ -58,7 +58,7 @@ elif fault == "checkpoint":  # ckpt-N's files are written, the state file still 
 elif fault == "export":  # the SavedModel is written in its .tmp- folder, not yet moved in place
     export._move_folder = lambda *a: die()
 config = tiny_config(market, max_steps=6, checkpoint_every=1, eval_every=1)
-summary = train.run(config, out)
+summary = train_lib.run(config, out)
 print("STEP", summary["step"])
 """
 
@@ -124,16 +124,16 @@ def sigterm_then(real):
 def test_sigterm_during_validation_finishes_it_and_saves_the_step(market_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(evaluate, "validate", sigterm_then(evaluate.validate))
     out = str(tmp_path / "run")
-    summary = train.run(tiny_config(market_dir, max_steps=50, checkpoint_every=100), out)
+    summary = train_lib.run(tiny_config(market_dir, max_steps=50, checkpoint_every=100), out)
     assert summary["stopped_by"] == "SIGTERM" and summary["step"] == 2
     assert checkpoint_steps(out) == [2]
     assert [r["step"] for r in run_dir.read_validations(os.path.join(out, "validation.jsonl"))] == [2]
 
 
 def test_sigterm_during_the_final_export_lets_it_finish(market_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(export, "export_saved_model", sigterm_then(export.export_saved_model))
+    monkeypatch.setattr(export, "export_saved_model", sigterm_then(export_lib.export_saved_model))
     out = tmp_path / "run"
-    summary = train.run(tiny_config(market_dir), str(out))
+    summary = train_lib.run(tiny_config(market_dir), str(out))
     assert summary["step"] == 4 and (out / "export" / "4" / "saved_model.pb").exists()
     assert checkpoint_steps(str(out)) == [2, 4] and temporaries(out) == []
 

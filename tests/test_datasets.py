@@ -3,7 +3,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import png_claiming
+from helpers import png_claiming
 from PIL import Image
 
 from reid_tf import datasets
@@ -15,16 +15,16 @@ def _touch_image(path, size=(32, 64), mode="RGB"):
 
 
 def test_parse_market_and_duke_names():
-    assert datasets.parse_market_name("0002_c1s1_000451_03.jpg") == (2, 1)
-    assert datasets.parse_market_name("-1_c3s2_012345_00.jpg") == (-1, 3)
-    assert datasets.parse_market_name("0000_c6s4_002541_01.jpg") == (0, 6)
-    assert datasets.parse_market_name("0005_c2_f0046985.jpg") == (5, 2)  # DukeMTMC-reID
-    assert datasets.parse_market_name("Thumbs.db") is None
-    assert datasets.parse_market_name("person5.jpg") is None
+    assert datasets.market.parse_market_name("0002_c1s1_000451_03.jpg") == (2, 1)
+    assert datasets.market.parse_market_name("-1_c3s2_012345_00.jpg") == (-1, 3)
+    assert datasets.market.parse_market_name("0000_c6s4_002541_01.jpg") == (0, 6)
+    assert datasets.market.parse_market_name("0005_c2_f0046985.jpg") == (5, 2)  # DukeMTMC-reID
+    assert datasets.market.parse_market_name("Thumbs.db") is None
+    assert datasets.market.parse_market_name("person5.jpg") is None
 
 
 def test_market_layout(market_dir):
-    splits = datasets.load_market1501(market_dir)
+    splits = datasets.market.load_market1501(market_dir)
     train, query, gallery = splits["train"], splits["query"], splits["gallery"]
     assert train and query and gallery
     assert all(r.pid > 0 for r in train)  # junk and distractors never train
@@ -32,7 +32,7 @@ def test_market_layout(market_dir):
     assert not {r.pid for r in train} & {r.pid for r in query}  # disjoint identities
     for r in train + query + gallery:
         name = os.path.basename(r.path)
-        assert datasets.parse_market_name(name) == (r.pid, r.camid)
+        assert datasets.market.parse_market_name(name) == (r.pid, r.camid)
         assert 1 <= r.camid <= 3
 
 
@@ -42,17 +42,17 @@ def test_duke_layout(tmp_path):
     _touch_image(tmp_path / "bounding_box_train" / "0005_c2_f0046985.jpg")
     _touch_image(tmp_path / "query" / "0007_c1_f0001234.jpg")
     _touch_image(tmp_path / "bounding_box_test" / "0007_c3_f0001299.jpg")
-    splits = datasets.load_market1501(str(tmp_path))
+    splits = datasets.market.load_market1501(str(tmp_path))
     assert [(r.pid, r.camid) for r in splits["train"]] == [(5, 2)]
     assert [(r.pid, r.camid) for r in splits["gallery"]] == [(7, 3)]
 
 
 def test_missing_folder_names_path_and_layout(tmp_path):
     with pytest.raises(DatasetError, match=r"missing dataset folder .*nope.*bounding_box_train"):
-        datasets.load_market1501(str(tmp_path / "nope"))
+        datasets.market.load_market1501(str(tmp_path / "nope"))
     os.makedirs(tmp_path / "bounding_box_train")
     with pytest.raises(DatasetError, match=r"no query/ in .*--data_dir=.* to hold bounding_box_train/"):
-        datasets.load_market1501(str(tmp_path))
+        datasets.market.load_market1501(str(tmp_path))
 
 
 def test_unmatched_names_are_reported_and_left_out(tmp_path, caplog):
@@ -61,38 +61,38 @@ def test_unmatched_names_are_reported_and_left_out(tmp_path, caplog):
     _touch_image(folder / "0001_c1s1_000001_01.jpg")
     _touch_image(folder / "badname.jpg")
     (folder / "Thumbs.db").write_bytes(b"x")
-    records = datasets.read_market_folder(str(folder))
+    records = datasets.market.read_market_folder(str(folder))
     assert [os.path.basename(r.path) for r in records] == ["0001_c1s1_000001_01.jpg"]
     assert "badname.jpg" in caplog.text and "left out 1" in caplog.text
 
 
 def test_csv_list(tmp_path):
     (tmp_path / "list.csv").write_text("12,a/x.jpg,3\n12,a/y.jpg,1\n\n7,b/z.png,2\n")
-    records = datasets.load_csv(str(tmp_path / "list.csv"), str(tmp_path))
+    records = datasets.csv_list.load_csv(str(tmp_path / "list.csv"), str(tmp_path))
     assert records == [
         Record(str(tmp_path / "a/x.jpg"), 12, 3),
         Record(str(tmp_path / "a/y.jpg"), 12, 1),
         Record(str(tmp_path / "b/z.png"), 7, 2),
     ]
     (tmp_path / "names.csv").write_text("bob,x.jpg\nalice,y.jpg\n")
-    records = datasets.load_csv(str(tmp_path / "names.csv"), str(tmp_path))
+    records = datasets.csv_list.load_csv(str(tmp_path / "names.csv"), str(tmp_path))
     assert [(r.pid, r.camid) for r in records] == [(1, -1), (0, -1)]  # sorted names; camid unknown
 
 
 def test_csv_bad_row_names_line(tmp_path):
     (tmp_path / "list.csv").write_text("1,a.jpg\n2\n")
     with pytest.raises(DatasetError, match=r"list.csv:2: expected 'pid,path\[,camid\]'"):
-        datasets.load_csv(str(tmp_path / "list.csv"), str(tmp_path))
+        datasets.csv_list.load_csv(str(tmp_path / "list.csv"), str(tmp_path))
     (tmp_path / "cam.csv").write_text("1,a.jpg,left\n")
     with pytest.raises(DatasetError, match=r"cam.csv:1: camid 'left'"):
-        datasets.load_csv(str(tmp_path / "cam.csv"), str(tmp_path))
+        datasets.csv_list.load_csv(str(tmp_path / "cam.csv"), str(tmp_path))
     with pytest.raises(DatasetError, match="missing CSV list"):
-        datasets.load_csv(str(tmp_path / "none.csv"), str(tmp_path))
+        datasets.csv_list.load_csv(str(tmp_path / "none.csv"), str(tmp_path))
 
 
 def test_relabel_is_dense_and_order_preserving():
     records = [Record("a", 40, 1), Record("b", 7, 1), Record("c", 40, 2), Record("d", 13, 1)]
-    assert [r.pid for r in datasets.relabel(records)] == [2, 0, 2, 1]
+    assert [r.pid for r in datasets.records.relabel(records)] == [2, 0, 2, 1]
 
 
 def test_unreadable_images_are_reported_and_left_out(tmp_path, caplog):
@@ -108,7 +108,7 @@ def test_unreadable_images_are_reported_and_left_out(tmp_path, caplog):
     bomb = tmp_path / "0004_c1s1_000001_01.png"  # a header that claims 25 megapixels
     bomb.write_bytes(png_claiming(5000, 5000))
     records = [Record(str(p), 1, 1) for p in (good, gray, truncated, text, bomb)]
-    kept = datasets.drop_unreadable(records)
+    kept = datasets.records.drop_unreadable(records)
     assert [r.path for r in kept] == [str(good), str(gray)]
     assert str(truncated) in caplog.text and str(text) in caplog.text
     # Refused on its header: decoding would have failed on the missing pixel data instead.
@@ -117,10 +117,10 @@ def test_unreadable_images_are_reported_and_left_out(tmp_path, caplog):
 
 
 def test_validation_split_is_deterministic_and_disjoint(market_dir):
-    train = datasets.load_market1501(market_dir)["train"]
-    a = datasets.split_validation(train, 3, seed=5)
-    b = datasets.split_validation(train, 3, seed=5)
-    c = datasets.split_validation(train, 3, seed=6)
+    train = datasets.market.load_market1501(market_dir)["train"]
+    a = datasets.splits.split_validation(train, 3, seed=5)
+    b = datasets.splits.split_validation(train, 3, seed=5)
+    c = datasets.splits.split_validation(train, 3, seed=6)
     assert a == b and a != c
     rest, query, gallery = a
     held = {r.pid for r in query} | {r.pid for r in gallery}
@@ -130,7 +130,7 @@ def test_validation_split_is_deterministic_and_disjoint(market_dir):
     keys = [(r.pid, r.camid) for r in query]
     assert len(keys) == len(set(keys)) == len({(r.pid, r.camid) for r in query + gallery})
     with pytest.raises(DatasetError, match="--valid_ids=8"):
-        datasets.split_validation(train, 8, seed=0)
+        datasets.splits.split_validation(train, 8, seed=0)
 
 
 def _msmt17(root, version="V1"):
@@ -158,19 +158,19 @@ def _msmt17(root, version="V1"):
 @pytest.mark.parametrize("version", ["V1", "V2"])
 def test_msmt17_layouts(tmp_path, version):
     root = _msmt17(tmp_path, version)
-    splits = datasets.load_msmt17(root)
+    splits = datasets.msmt17.load_msmt17(root)
     # Labels move up by one (no identity 0, Market's distractor); cameras from the third field.
     expected = [(1, 1), (1, 3), (2, 2), (2, 15), (3, 4), (3, 5)]
     assert sorted({(r.pid, r.camid) for r in splits["train"]}) == expected
     assert [(r.pid, r.camid) for r in splits["query"]] == [(1, 1), (2, 3)]
     assert sorted((r.pid, r.camid) for r in splits["gallery"]) == [(1, 2), (1, 7), (2, 9)]
     assert all(os.path.exists(r.path) for rs in splits.values() for r in rs)
-    assert len(datasets.load_msmt17(root, merge_val=False)["train"]) == 4  # list_val.txt left out
+    assert len(datasets.msmt17.load_msmt17(root, merge_val=False)["train"]) == 4  # list_val.txt left out
 
 
 def test_msmt17_refuses_a_wrong_folder_naming_the_layout_and_data_dir(tmp_path, market_dir):
     with pytest.raises(DatasetError) as e:
-        datasets.load_msmt17(market_dir)
+        datasets.msmt17.load_msmt17(market_dir)
     message = str(e.value)
     assert "\n" not in message and f"--data_dir={market_dir}" in message
     assert "list_train.txt" in message and "mask_train_v2/" in message
@@ -178,7 +178,7 @@ def test_msmt17_refuses_a_wrong_folder_naming_the_layout_and_data_dir(tmp_path, 
     with open(os.path.join(root, "list_query.txt"), "a") as f:
         f.write("not a line\n")
     with pytest.raises(DatasetError, match=r"list_query.txt:3: expected 'DIR/FILE LABEL'"):
-        datasets.load_msmt17(root)
+        datasets.msmt17.load_msmt17(root)
 
 
 def _cuhk03_np(root):
@@ -215,7 +215,7 @@ def test_several_datasets_train_as_one_with_identities_and_cameras_apart(tmp_pat
     cfg = DataConfig(dataset="market1501,msmt17", data_dir=f"{market_dir},{msmt}", valid_ids=2,
                      train_eval_ids=0)
     market_train, msmt_train = datasets.load_training_sets(cfg)
-    market_only = datasets.load_market1501(market_dir)["train"]
+    market_only = datasets.market.load_market1501(market_dir)["train"]
     assert market_train == market_only  # the first dataset keeps its pids and cameras
     assert min(r.pid for r in msmt_train) == max(r.pid for r in market_only) + 1 + 1  # MSMT17's 1, offset
     assert min(r.camid for r in msmt_train) > max(r.camid for r in market_only)
@@ -229,7 +229,7 @@ def test_several_datasets_train_as_one_with_identities_and_cameras_apart(tmp_pat
     from reid_tf import config as C
     from reid_tf import report
 
-    assert report.describe_training(C.RunConfig(data=cfg))["dataset"] == "market1501 + msmt17"
+    assert report.describe(C.RunConfig(data=cfg), "training")["dataset"] == "market1501 + msmt17"
     with pytest.raises(DatasetError, match=r"--dataset names 2 dataset\(s\) .* but --data_dir gives 1"):
         datasets.dataset_entries(dataclasses.replace(cfg, data_dir=market_dir))
     with pytest.raises(DatasetError, match="--valid_dataset=duke is not one of"):
@@ -242,6 +242,6 @@ def test_test_split_of_any_dataset(tmp_path, market_dir):
     query, gallery = datasets.load_test_split(DataConfig(dataset="msmt17", data_dir=_msmt17(tmp_path)))
     assert len(query) == 2 and len(gallery) == 3
     query, gallery = datasets.load_test_split(DataConfig(dataset="market1501", data_dir=market_dir))
-    assert query == datasets.load_market1501(market_dir)["query"]
+    assert query == datasets.market.load_market1501(market_dir)["query"]
     with pytest.raises(DatasetError, match="--dataset=csv has no query/gallery split"):
         datasets.load_test_split(DataConfig(dataset="csv", data_dir=market_dir, train_csv="x.csv"))

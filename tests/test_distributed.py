@@ -12,9 +12,9 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
-from test_train import REPO, checkpoint_steps, tiny_config, with_train
+from helpers import REPO, checkpoint_steps, tiny_config, with_train
 
-from reid_tf import run_dir, train
+from reid_tf import export_lib, run_dir, train_lib
 
 sys.path.insert(0, os.path.join(REPO, "benchmarks"))
 from localhost import free_ports  # noqa: E402  (the benchmarks' helper, tests/test_cluster.py's too)
@@ -38,8 +38,8 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 sys.path.insert(0, sys.argv[3])
-from test_train import tiny_config, with_train
-from reid_tf import config as C, train
+from helpers import tiny_config, with_train
+from reid_tf import config as C, train_lib
 market, root = sys.argv[1], sys.argv[2]
 config = tiny_config(market)
 config = dataclasses.replace(config, model=dataclasses.replace(config.model, trainable="head"))
@@ -48,17 +48,17 @@ summaries = {}
 mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 one_device = tf.distribute.OneDeviceStrategy("/cpu:0")
 for name, strategy in (("one", one_device), ("two", mirrored)):
-    train.run(with_train(config, max_steps=2), f"{root}/{name}", strategy=strategy)
-    summaries[name] = train.run(config, f"{root}/{name}", strategy=strategy)  # resumes at step 2
+    train_lib.run(with_train(config, max_steps=2), f"{root}/{name}", strategy=strategy)
+    summaries[name] = train_lib.run(config, f"{root}/{name}", strategy=strategy)  # resumes at step 2
 # BoT's training-only heads (classifier, centres with their SGD) and weight decay, the same way.
 bot = dataclasses.replace(
     with_train(config, max_steps=3), model=dataclasses.replace(config.model, neck="bnneck"),
     loss=C.LossConfig(id_loss_weight=1.0, label_smoothing=0.1, center_loss_weight=0.5),
     optimizer=dataclasses.replace(config.optimizer, weight_decay=5e-4, warmup_steps=2))
 for name, strategy in (("bot_one", one_device), ("bot_two", mirrored)):
-    summaries[name] = train.run(bot, f"{root}/{name}", strategy=strategy)
+    summaries[name] = train_lib.run(bot, f"{root}/{name}", strategy=strategy)
 fp16 = with_train(tiny_config(market), mixed_precision="float16", max_steps=3)
-summaries["fp16"] = train.run(fp16, f"{root}/fp16", strategy=mirrored)
+summaries["fp16"] = train_lib.run(fp16, f"{root}/fp16", strategy=mirrored)
 print("SUMMARIES " + json.dumps(summaries))
 """
 
@@ -147,7 +147,7 @@ def test_two_workers_train_like_one_process_and_only_the_chief_writes(market_dir
     # The same global batches in one process give the same losses.
     config = tiny_config(market_dir)
     config = dataclasses.replace(config, model=dataclasses.replace(config.model, trainable="head"))
-    train.run(config, str(tmp_path / "single"), strategy=tf.distribute.OneDeviceStrategy("/cpu:0"))
+    train_lib.run(config, str(tmp_path / "single"), strategy=tf.distribute.OneDeviceStrategy("/cpu:0"))
     single, workers = tensorboard_losses(str(tmp_path / "single")), tensorboard_losses(str(out))
     assert sorted(single) == sorted(workers) == [1, 2, 3, 4]
     np.testing.assert_allclose([workers[s] for s in single], list(single.values()), rtol=1e-5)
@@ -170,20 +170,20 @@ def test_a_worker_with_other_flags_is_refused(market_dir, tmp_path):
 
 def test_a_run_folder_on_cloud_style_storage(market_dir):
     """ram:// is TensorFlow's in-memory file system: the run folder goes through tf.io.gfile only."""
-    from reid_tf import evaluate, export
+    from reid_tf import exported
 
     out = "ram://runs/tiny"
-    summary = train.run(tiny_config(market_dir), out, "--seed=0\n")
+    summary = train_lib.run(tiny_config(market_dir), out, "--seed=0\n")
     assert summary["step"] == 4 and summary["export"] == f"{out}/export/4"
     assert tf.io.gfile.exists(f"{out}/config.json") and tf.io.gfile.exists(f"{out}/flags.cfg")
     assert [r["step"] for r in run_dir.read_validations(f"{out}/validation.jsonl")] == [2, 4]
     assert tf.train.latest_checkpoint(f"{out}/checkpoints").endswith("ckpt-4")
-    resumed = train.run(with_train(tiny_config(market_dir), max_steps=5), out)
+    resumed = train_lib.run(with_train(tiny_config(market_dir), max_steps=5), out)
     assert resumed["step"] == 5
-    path = export.export_run(out, "ram://serving/reid", step=4)
-    embed, size = evaluate.saved_model_embed_fn(path)
-    assert size == {"height": 64, "width": 32}
-    assert embed(tf.zeros([2, 64, 32, 3])).shape == (2, 128)
+    path = export_lib.export_run(out, "ram://serving/reid", step=4)
+    model = exported.open_export(path)
+    assert (model.height, model.width) == (64, 32)
+    assert model.embed(np.zeros([2, 64, 32, 3], np.float32)).shape == (2, 128)
     assert not [n for n in tf.io.gfile.listdir("ram://serving/reid") if n.startswith(".tmp-")]
 
 
@@ -191,7 +191,7 @@ def test_a_second_trainer_on_a_live_run_folder_is_refused(market_dir, tmp_path):
     out = str(tmp_path / "run")
     with run_dir.RunLock(out):  # a live trainer (this process) holds the folder
         with pytest.raises(run_dir.RunDirError, match=r"run is in use by a live trainer \(host"):
-            train.run(tiny_config(market_dir, max_steps=1), out)
+            train_lib.run(tiny_config(market_dir, max_steps=1), out)
     assert not os.path.exists(os.path.join(out, run_dir.LOCK))  # released on exit
 
 
@@ -203,10 +203,10 @@ def test_a_dead_trainers_lock_is_taken_over(market_dir, tmp_path):
     lock = out / run_dir.LOCK
     lock.write_text(json.dumps({"host": socket.gethostname(), "pid": dead.pid, "token": "x",
                                 "time": time.time()}))
-    assert train.run(tiny_config(market_dir, max_steps=1), str(out))["step"] == 1
+    assert train_lib.run(tiny_config(market_dir, max_steps=1), str(out))["step"] == 1
     # Another host: alive while its heartbeat is fresh, taken over once it is stale.
     lock.write_text(json.dumps({"host": "elsewhere", "pid": 1, "token": "y", "time": time.time()}))
     with pytest.raises(run_dir.RunDirError, match="host elsewhere, pid 1"):
-        train.run(tiny_config(market_dir, max_steps=2), str(out))
+        train_lib.run(tiny_config(market_dir, max_steps=2), str(out))
     lock.write_text(json.dumps({"host": "elsewhere", "pid": 1, "token": "y", "time": time.time() - 600}))
-    assert train.run(tiny_config(market_dir, max_steps=2), str(out))["step"] == 2
+    assert train_lib.run(tiny_config(market_dir, max_steps=2), str(out))["step"] == 2

@@ -6,13 +6,13 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import REPO
 
 from reid_tf import config as C
-from reid_tf import datasets, evaluate, export
+from reid_tf import datasets, evaluate, export_lib
 from reid_tf import model as model_lib
 from reid_tf.metrics import MetricsError, evaluate_rank
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOL = os.path.join(REPO, "tools", "eval.py")
 
 
@@ -63,7 +63,7 @@ def test_bad_features():
 
 
 def test_flip_averages_the_mirror(market_dir):
-    records = datasets.load_market1501(market_dir)["query"][:3]
+    records = datasets.market.load_market1501(market_dir)["query"][:3]
 
     def embed(x):  # depends on left/right: the mean column of the first channel
         return tf.reduce_mean(x[..., 0] * tf.range(32, dtype=tf.float32), axis=[1])[:, :1]
@@ -93,14 +93,14 @@ def test_tool_on_an_exported_model(market_dir, tmp_path):
     config = C.RunConfig(data=C.DataConfig(image_height=64, image_width=32),
                          model=C.ModelConfig(backbone="small", backbone_weights="none"))
     model = model_lib.build_run_model(config, "none")
-    path = export.export_saved_model(model, config, str(tmp_path / "export"), 1, 0)
+    path = export_lib.export_saved_model(model, config, str(tmp_path / "export"), 1, 0)
     proc = run_tool(f"--saved_model={path}", f"--data_dir={market_dir}", "--flip",
                     f"--plot_dir={tmp_path / 'plots'}", "--plot_queries=2",
                     f"--save_features={tmp_path / 'f.npz'}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert len(os.listdir(tmp_path / "plots" / "ranked")) == 2
     saved = np.load(tmp_path / "f.npz")
-    splits = datasets.load_market1501(market_dir)
+    splits = datasets.market.load_market1501(market_dir)
     assert len(saved["query_features"]) == len(splits["query"])
     emb = evaluate.keras_embed_fn(model)
     direct = evaluate.embed_records(emb, splits["query"], 64, 32, flip=True)[0]

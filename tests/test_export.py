@@ -6,9 +6,9 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-from test_train import tiny_config
+from helpers import tiny_config
 
-from reid_tf import datasets, evaluate, export, train
+from reid_tf import datasets, evaluate, export_lib, exported, train_lib
 from reid_tf import model as model_lib
 from reid_tf import run_dir as run_dir_lib
 
@@ -35,7 +35,7 @@ print("LOADED")
 @pytest.fixture(scope="module")
 def run_dir(market_dir, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("export_run") / "run")
-    train.run(tiny_config(market_dir, max_steps=2, eval_every=100), out)
+    train_lib.run(tiny_config(market_dir, max_steps=2, eval_every=100), out)
     return out
 
 
@@ -43,16 +43,16 @@ def run_dir(market_dir, tmp_path_factory):
 def trained(run_dir):
     config = run_dir_lib.load_config(run_dir)
     model = model_lib.build_run_model(config, "none")
-    tf.train.Checkpoint(model=model).read(export.checkpoint_path(run_dir)).expect_partial()
+    tf.train.Checkpoint(model=model).read(export_lib.checkpoint_path(run_dir)).expect_partial()
     return config, model
 
 
 def test_round_trip_without_reid_tf(trained, market_dir, tmp_path):
     config, model = trained
-    path = export.export_saved_model(model, config, str(tmp_path / "serving"), version=7, step=2)
+    path = export_lib.export_saved_model(model, config, str(tmp_path / "serving"), version=7, step=2)
     assert path == str(tmp_path / "serving" / "7")
     assert sorted(os.listdir(tmp_path / "serving")) == ["7"]  # nothing half-written left over
-    records = datasets.load_market1501(market_dir)["query"][:5]
+    records = datasets.market.load_market1501(market_dir)["query"][:5]
     files = [open(r.path, "rb").read() for r in records]
     pixels = evaluate.embed_records(lambda x: x, records, 64, 32)[0].reshape(5, 64, 32, 3)
     np.savez(str(tmp_path / "in.npz"), images=pixels, files=np.array(files, dtype=object))
@@ -69,14 +69,14 @@ def test_round_trip_without_reid_tf(trained, market_dir, tmp_path):
         np.testing.assert_allclose(got[f"images{n}"], keras_out[:n], atol=1e-4)
         np.testing.assert_allclose(got[f"bytes{n}"], pipeline_out[:n], atol=1e-4)
         np.testing.assert_allclose(np.linalg.norm(got[f"norm{n}"], axis=1), 1.0, rtol=1e-5)
-    meta = json.load(open(os.path.join(path, "assets", export.CONFIG_ASSET)))
+    meta = json.load(open(os.path.join(path, "assets", exported.METADATA)))
     assert (meta["input_height"], meta["input_width"], meta["embedding_dim"], meta["step"]) == (
         64, 32, 128, 2)
 
 
 def test_saved_model_cli_lists_both_signatures(trained, tmp_path):
     config, model = trained
-    path = export.export_saved_model(model, config, str(tmp_path), version=1, step=2)
+    path = export_lib.export_saved_model(model, config, str(tmp_path), version=1, step=2)
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
     if not os.path.exists(cli):
         pytest.skip("saved_model_cli is not installed beside this Python")
@@ -89,7 +89,7 @@ def test_saved_model_cli_lists_both_signatures(trained, tmp_path):
 
 def test_bytes_signature_rejects_a_non_image(trained, tmp_path):
     config, model = trained
-    loaded = tf.saved_model.load(export.export_saved_model(model, config, str(tmp_path), 1, 2))
+    loaded = tf.saved_model.load(export_lib.export_saved_model(model, config, str(tmp_path), 1, 2))
     with pytest.raises(tf.errors.InvalidArgumentError, match="not a JPEG or PNG image"):
         loaded.signatures["serving_bytes"](image_bytes=tf.constant([b"hello, not an image"]))
 
@@ -102,39 +102,39 @@ def test_no_partial_version_after_a_failure(trained, tmp_path, monkeypatch):
 
     monkeypatch.setattr(tf.saved_model, "save", broken)
     with pytest.raises(OSError, match="disk full"):
-        export.export_saved_model(model, config, str(tmp_path), version=3, step=2)
+        export_lib.export_saved_model(model, config, str(tmp_path), version=3, step=2)
     assert os.listdir(tmp_path) == []
 
 
 def test_existing_version_needs_overwrite(trained, tmp_path):
     config, model = trained
-    export.export_saved_model(model, config, str(tmp_path), version=3, step=2)
-    with pytest.raises(export.ExportError, match="3 exists: pass --overwrite"):
-        export.export_saved_model(model, config, str(tmp_path), version=3, step=2)
-    export.export_saved_model(model, config, str(tmp_path), version=3, step=5, overwrite=True)
-    meta = json.load(open(tmp_path / "3" / "assets" / export.CONFIG_ASSET))
+    export_lib.export_saved_model(model, config, str(tmp_path), version=3, step=2)
+    with pytest.raises(export_lib.ExportError, match="3 exists: pass --overwrite"):
+        export_lib.export_saved_model(model, config, str(tmp_path), version=3, step=2)
+    export_lib.export_saved_model(model, config, str(tmp_path), version=3, step=5, overwrite=True)
+    meta = json.load(open(tmp_path / "3" / "assets" / exported.METADATA))
     assert meta["step"] == 5 and sorted(os.listdir(tmp_path)) == ["3"]
 
 
 def test_export_run_from_checkpoints(run_dir, trained, tmp_path):
-    path = export.export_run(run_dir, str(tmp_path))
+    path = export_lib.export_run(run_dir, str(tmp_path))
     assert path == str(tmp_path / "2")  # version = the training step
     loaded = tf.saved_model.load(path)
     x = tf.random.uniform([3, 64, 32, 3], 0, 255)
     np.testing.assert_allclose(loaded.signatures["serving_default"](images=x)["embeddings"],
                                trained[1](x, training=False), atol=1e-4)
-    with pytest.raises(export.ExportError, match="no complete checkpoint of step 9"):
-        export.export_run(run_dir, str(tmp_path), step=9)
-    with pytest.raises(export.ExportError, match="config.json not found"):
-        export.export_run(str(tmp_path / "nowhere"), str(tmp_path))
+    with pytest.raises(export_lib.ExportError, match="no complete checkpoint of step 9"):
+        export_lib.export_run(run_dir, str(tmp_path), step=9)
+    with pytest.raises(export_lib.ExportError, match="config.json not found"):
+        export_lib.export_run(str(tmp_path / "nowhere"), str(tmp_path))
 
 
 def test_incomplete_checkpoint_folder_is_named(run_dir, tmp_path):
     broken = tmp_path / "broken"
     (broken / "checkpoints").mkdir(parents=True)
     (broken / "config.json").write_text(open(os.path.join(run_dir, "config.json")).read())
-    with pytest.raises(export.ExportError, match=r"checkpoints holds no complete checkpoint"):
-        export.export_run(str(broken), str(tmp_path / "out"))
+    with pytest.raises(export_lib.ExportError, match=r"checkpoints holds no complete checkpoint"):
+        export_lib.export_run(str(broken), str(tmp_path / "out"))
 
 
 def test_export_command_line(run_dir, tmp_path):

@@ -5,11 +5,14 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import REPO
 
+from reid_tf import config as C
 from reid_tf import flags as reid_flags
 from reid_tf import model as model_lib
+from reid_tf import train as train_command
+from reid_tf import train_lib
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGFILES = sorted(os.path.basename(p) for p in glob.glob(os.path.join(REPO, "flags", "*.cfg")))
 LOG_ROWS = ["resnet.cfg", "resnet_softmax.cfg", "resnet_no_pool.cfg", "resnet_finetuning.cfg",
             "resnet_finetuning_hardest.cfg", "resnet_noprocess.cfg", "resnet_enhance.cfg",
@@ -19,8 +22,7 @@ LOG_ROWS = ["resnet.cfg", "resnet_softmax.cfg", "resnet_no_pool.cfg", "resnet_fi
 
 @pytest.fixture(scope="module")
 def parse(request):
-    if "dataset" not in reid_flags.FLAGS:
-        reid_flags.define_train_flags()
+    train_command.define_flags()
     cwd = os.getcwd()
     os.chdir(REPO)  # nested --flagfile paths are relative to the repository root
 
@@ -101,8 +103,8 @@ def test_quickstart_uses_the_same_code_with_small_values(parse):
 def test_out_of_range_flags_fail_with_one_line(parse):
     from absl.flags import IllegalFlagValueError
 
-    with pytest.raises(IllegalFlagValueError, match="image_num_every_id"):
-        parse("--image_num_every_id=1")
+    with pytest.raises(C.ConfigError, match="image_num_every_id=1: batch-hard mining needs K >= 2"):
+        parse("--image_num_every_id=1").validate()
     with pytest.raises(IllegalFlagValueError, match="margin"):
         parse("--margin=hard")
     assert parse("--margin=0.3").loss.margin == "0.3"
@@ -111,7 +113,7 @@ def test_out_of_range_flags_fail_with_one_line(parse):
 
 def test_effective_flags_are_a_reusable_flagfile(parse, tmp_path):
     config = parse("--flagfile=flags/resnet_fc.cfg")
-    text = reid_flags.train_flags_file()
+    text = reid_flags.flags_file([s.name for s in C.ALL_SETTINGS])
     (tmp_path / "flags.cfg").write_text(text)
     assert "--head=fc" in text
     assert parse(f"--flagfile={tmp_path / 'flags.cfg'}") == config
@@ -134,11 +136,10 @@ def test_resnet_bot_is_bots_published_configuration(parse):
 
 
 def test_a_two_step_run_of_resnet_bot(parse, tmp_path, market_dir):
-    from reid_tf import train
 
     config = parse("--flagfile=flags/resnet_bot.cfg", "--backbone_weights=none", "--image_height=64",
                    "--image_width=32", "--dataset=market1501", f"--data_dir={market_dir}",
                    "--return_id_num=4", "--image_num_every_id=2", "--valid_ids=2", "--train_eval_ids=2",
                    "--max_steps=2", "--eval_every=2", "--checkpoint_every=2", "--warmup_steps=1")
-    summary = train.run(config, str(tmp_path / "bot"))
+    summary = train_lib.run(config, str(tmp_path / "bot"))
     assert summary["step"] == 2 and np.isfinite(summary["final"]["mAP"])

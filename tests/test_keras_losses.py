@@ -9,11 +9,10 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import REPO
 from test_losses import CASES, _value_and_grad, addons_triplet_hard_loss
 
 from reid_tf import data, datasets, losses
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def addons_pairwise(embeddings, metric):
@@ -132,7 +131,7 @@ def test_defaults_and_serialisation_as_addons():
 
 @pytest.fixture(scope="module")
 def pk_batches(market_dir):
-    records = datasets.relabel(datasets.load_market1501(market_dir)["train"])
+    records = datasets.records.relabel(datasets.market.load_market1501(market_dir)["train"])
     return data.train_dataset(records, 4, 2, 64, 32, augment="none", seed=0)
 
 

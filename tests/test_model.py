@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from reid_tf import losses
+from reid_tf import backbones, losses
 from reid_tf import model as model_lib
 
 SHAPE = (64, 32, 3)
@@ -14,7 +14,7 @@ def _images(n=8, seed=0):
 
 
 def test_resnet50_backbone_parameter_count():
-    backbone = model_lib.build_backbone("resnet50", "none", SHAPE)
+    backbone = backbones.build_backbone("resnet50", "none", SHAPE)
     assert backbone.count_params() == 23_587_712
 
 
@@ -55,7 +55,8 @@ def test_trainable_head_vs_all():
     head = model_lib.build_model(SHAPE, backbone_weights="none", trainable="head")
     full = model_lib.build_model(SHAPE, backbone_weights="none", trainable="all")
     head_names = sorted(v.path for v in head.trainable_variables)
-    assert head_names == sorted(v.path for v in model_lib.head_variables(head))
+    inner = backbones.backbone_of(head)
+    assert head_names == sorted(v.path for layer in head.layers if layer is not inner for v in layer.trainable_weights)
     # fc1 kernel, BN gamma and beta, fc2 kernel and bias.
     assert len(head.trainable_variables) == 5
     backbone = full.get_layer("resnet50")
@@ -97,27 +98,27 @@ def test_offline_imagenet_names_the_flag(monkeypatch, tmp_path):
 
     monkeypatch.setattr(keras.utils, "get_file", offline)
     monkeypatch.setattr("keras.src.applications.resnet.file_utils.get_file", offline)
-    with pytest.raises(model_lib.WeightsUnavailableError, match=r"--backbone_weights=none\|PATH") as e:
+    with pytest.raises(backbones.WeightsUnavailableError, match=r"--backbone_weights=none\|PATH") as e:
         model_lib.build_model(SHAPE, backbone_weights="imagenet")
     # The whole URL, so that the file can be fetched by hand and passed as PATH.
     assert "/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5;" in str(e.value)
 
 
 def test_weights_from_a_file(tmp_path):
-    source = model_lib.build_backbone("small", "none", SHAPE)
+    source = backbones.build_backbone("small", "none", SHAPE)
     path = str(tmp_path / "small.weights.h5")
-    source.save_weights(path)
-    loaded = model_lib.build_backbone("small", path, SHAPE)
+    backbones.save_backbone_weights(source, "small", SHAPE, path)  # as the library lays it out
+    loaded = backbones.build_backbone("small", path, SHAPE)
     for a, b in zip(source.weights, loaded.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
-    with pytest.raises(model_lib.WeightsUnavailableError, match="not found"):
-        model_lib.build_backbone("small", str(tmp_path / "missing.h5"), SHAPE)
+    with pytest.raises(backbones.WeightsUnavailableError, match="not found"):
+        backbones.build_backbone("small", str(tmp_path / "missing.h5"), SHAPE)
 
 
 def test_bad_values():
     with pytest.raises(ValueError, match="pooling"):
         model_lib.build_model(SHAPE, backbone_weights="none", pooling="sum")
-    with pytest.raises(model_lib.BackboneError, match="too small"):
+    with pytest.raises(backbones.BackboneError, match="too small"):
         model_lib.build_model((16, 8, 3), backbone_weights="none")
     with pytest.raises(ValueError, match="dropout"):
         model_lib.build_model(SHAPE, backbone="small", backbone_weights="none", dropout=1.0)
@@ -127,7 +128,7 @@ def test_bad_values():
 def test_fused_batch_norm_equals_keras_batch_norm(training):
     x = tf.random.stateless_normal([6, 5, 4, 3], seed=[1, 2]) * 3 + 1
     plain = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-3)
-    fused = model_lib.FusedBatchNormalization(momentum=0.9, epsilon=1e-3)
+    fused = backbones.FusedBatchNormalization(momentum=0.9, epsilon=1e-3)
     plain.build(x.shape)
     fused.build(x.shape)
     rng = np.random.default_rng(0)
@@ -145,15 +146,15 @@ def test_fused_batch_norm_equals_keras_batch_norm(training):
 
 
 def test_resnet_backbone_uses_the_fused_batch_norm():
-    backbone = model_lib.build_backbone("resnet50", "none", SHAPE)
+    backbone = backbones.build_backbone("resnet50", "none", SHAPE)
     kinds = {type(layer) for layer in backbone.layers if "bn" in layer.name}
-    assert kinds == {model_lib.FusedBatchNormalization}
-    assert sum(isinstance(layer, model_lib.FusedBatchNormalization) for layer in backbone.layers) == 53
+    assert kinds == {backbones.FusedBatchNormalization}
+    assert sum(isinstance(layer, backbones.FusedBatchNormalization) for layer in backbone.layers) == 53
 
 
 def test_fused_copy_keeps_a_backbones_weights_and_outputs():
     plain = keras.applications.ResNet50(include_top=False, weights=None, input_shape=SHAPE)
-    fused = model_lib.rebuilt_backbone(plain)
+    fused = backbones.rebuilt_backbone(plain)
     assert fused.name == plain.name and fused.count_params() == plain.count_params()
     x = _images(4) - 128.0
     np.testing.assert_allclose(fused(x, training=False), plain(x, training=False), rtol=1e-4, atol=1e-4)

@@ -10,8 +10,8 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from helpers import REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOISE = ("INFO:tensorflow", "Sharding callback", "Writing fingerprint", "contains input name",
          "Assets written", "fully_quantize", "Created TensorFlow Lite", "Warning:", "Traceback",
          "tf2onnx", "cuInit", "E0000")

@@ -7,13 +7,13 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import REPO, tiny_config
 from PIL import Image
-from test_train import tiny_config
 
-from reid_tf import datasets, evaluate, export, projector, train
+from reid_tf import config as C
+from reid_tf import datasets, export_lib, exported, projector, train_lib
+from reid_tf import model as model_lib
 from reid_tf.model import backbone_of
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run_tool(*args):
@@ -23,7 +23,7 @@ def run_tool(*args):
 @pytest.fixture(scope="module")
 def run(market_dir, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("pictures") / "run")
-    train.run(tiny_config(market_dir, max_steps=2, eval_every=2, projector=True), out)
+    train_lib.run(tiny_config(market_dir, max_steps=2, eval_every=2, projector=True), out)
     return out
 
 
@@ -45,7 +45,7 @@ def test_projector_files_from_the_eval_tool(run, market_dir, tmp_path):
     proc = run_tool(f"--model={run}", f"--projector_dir={folder}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     embedding, tensor, lines, sprite = projector_rows(folder)
-    query, gallery = datasets.load_test_split(datasets.DataConfig(dataset="market1501", data_dir=market_dir))
+    query, gallery = datasets.load_test_split(C.DataConfig(dataset="market1501", data_dir=market_dir))
     assert tensor.shape == (len(query) + len(gallery), 128)
     assert lines[0] == "pid\tcamera\tset\tfile" and len(lines) == len(tensor) + 1  # header + one row each
     first = lines[1].split("\t")
@@ -58,7 +58,7 @@ def test_projector_files_from_the_eval_tool(run, market_dir, tmp_path):
 
 
 def test_a_sprite_over_tensorboards_limit_is_sampled(monkeypatch, tmp_path, market_dir):
-    query, gallery = datasets.load_test_split(datasets.DataConfig(dataset="market1501", data_dir=market_dir))
+    query, gallery = datasets.load_test_split(C.DataConfig(dataset="market1501", data_dir=market_dir))
     monkeypatch.setattr(projector, "SPRITE_LIMIT", 64)  # room for (64 / 16)^2 = 16 crops of 16x8
     said = projector.write_projector(str(tmp_path), np.ones((len(query), 4)), query,
                                      np.zeros((len(gallery), 4)), gallery)
@@ -83,9 +83,9 @@ def test_activation_maps_one_picture_per_query(run, tmp_path):
 
 
 def test_activation_maps_are_torchreids(run):
-    model = evaluate.keras_model_of_export(evaluate.find_export(run))
+    model = exported.keras_model(run)
     images = np.random.default_rng(0).uniform(0, 255, (2, 64, 32, 3)).astype(np.float32)
-    maps = evaluate.activation_maps(model, images)
+    maps = model_lib.activation_maps(model, images)
     features = backbone_of(model)(model.get_layer("preprocessing")(images), training=False).numpy()
     expected = (features ** 2).sum(-1)
     expected /= np.linalg.norm(expected.reshape(2, -1), axis=1)[:, None, None]
@@ -93,7 +93,7 @@ def test_activation_maps_are_torchreids(run):
 
 
 def test_activation_maps_refuse_an_export_without_the_keras_model(run, tmp_path):
-    folder = export.export_run(run, str(tmp_path / "tflite"), fmt="tflite")
+    folder = export_lib.export_run(run, str(tmp_path / "tflite"), fmt="tflite")
     proc = run_tool(f"--model={folder}/model.tflite", f"--actmap_dir={tmp_path / 'maps'}")
     last = proc.stderr.strip().splitlines()[-1]
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
@@ -116,7 +116,7 @@ def test_ranked_strips_follow_the_scored_order_and_say_which(run, tmp_path):
 def test_strips_label_each_tile(tmp_path, market_dir):
     from reid_tf import plots
 
-    query, gallery = datasets.load_test_split(datasets.DataConfig(dataset="market1501", data_dir=market_dir))
+    query, gallery = datasets.load_test_split(C.DataConfig(dataset="market1501", data_dir=market_dir))
     distmat = np.random.default_rng(0).random((len(query), len(gallery))).astype(np.float32)
     (path,) = plots.ranked_retrieval(distmat, query, gallery, str(tmp_path), num_queries=1, top_k=3,
                                      order="re-ranked")

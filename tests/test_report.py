@@ -8,9 +8,10 @@ import sys
 
 import pytest
 import tensorflow as tf
-from test_train import REPO, tiny_config, with_train
+from helpers import REPO, tiny_config, with_train
 
-from reid_tf import objective, report, run_dir, train
+from reid_tf import objective, plots, report, run_dir, train_lib
+from reid_tf import runs as runs_lib
 
 
 @pytest.fixture(scope="module")
@@ -18,15 +19,15 @@ def runs(market_dir, tmp_path_factory):
     """base (4 steps), no_aug (the same but --augment=none), warm (from base), nan (stopped)."""
     root = tmp_path_factory.mktemp("runs")
     base = tiny_config(market_dir)
-    train.run(base, str(root / "base"), note="first try")
+    train_lib.run(base, str(root / "base"), note="first try")
     no_aug = dataclasses.replace(base, data=dataclasses.replace(base.data, augment="none"))
-    train.run(no_aug, str(root / "no_aug"), note="augmentation off | worse?")
-    train.run(with_train(base, max_steps=2, init_checkpoint=str(root / "base")), str(root / "warm"))
-    train.run(with_train(base, max_steps=2), str(root / "nan"))
+    train_lib.run(no_aug, str(root / "no_aug"), note="augmentation off | worse?")
+    train_lib.run(with_train(base, max_steps=2, init_checkpoint=str(root / "base")), str(root / "warm"))
+    train_lib.run(with_train(base, max_steps=2), str(root / "nan"))
     patch = pytest.MonkeyPatch()
     patch.setattr(objective, "batch_hard_triplet_loss", lambda e, *a: tf.reduce_sum(e) * float("nan"))
-    with pytest.raises(train.TrainingError):
-        train.run(with_train(base, max_steps=4), str(root / "nan"))
+    with pytest.raises(train_lib.TrainingError):
+        train_lib.run(with_train(base, max_steps=4), str(root / "nan"))
     patch.undo()
     (root / "not_a_run").mkdir()
     return root
@@ -42,7 +43,7 @@ def table_rows(text: str) -> dict[str, list[str]]:
 
 def test_the_table_has_one_row_per_run_with_the_difference_in_bold(runs, caplog):
     with caplog.at_level("WARNING", logger="absl"):
-        loaded = report.load_runs([str(runs)])
+        loaded = runs_lib.load_runs([str(runs)])
     assert [m for m in caplog.messages if "not_a_run" in m] == [
         f"{runs / 'not_a_run'}: not a run folder (no config.json), skipped"]
     assert [r.name for r in loaded] == ["base", "no_aug", "warm", "nan"]  # by start time
@@ -74,26 +75,26 @@ def test_a_torn_validation_line_a_running_run_and_a_changed_note(runs, tmp_path,
     text = (copy / "validation.jsonl").read_text()
     (copy / "validation.jsonl").write_text(text[:-10])  # killed mid-write: the last line torn
     with caplog.at_level("WARNING", logger="absl"):
-        run = report.load_run(str(copy))
+        run = runs_lib.load_run(str(copy))
     assert any("validation.jsonl:2: unreadable line skipped" in m for m in caplog.messages)
     assert [r["step"] for r in run.validations] == [2] and run.status == "finished"
     run_dir.RunLock(str(copy))._write()  # a trainer's fresh heartbeat
-    assert report.load_run(str(copy)).status == "running"
-    assert report.describe_result(report.load_run(str(copy))).endswith("last step 4, running")
+    assert runs_lib.load_run(str(copy)).status == "running"
+    assert report.describe_result(runs_lib.load_run(str(copy))).endswith("last step 4, running")
     # The note is not configuration: a resumed run may change it.
-    train.run(with_train(tiny_config(market_dir), max_steps=5), str(runs / "base"), note="better")
-    assert report.load_run(str(runs / "base")).note == "better"
+    train_lib.run(with_train(tiny_config(market_dir), max_steps=5), str(runs / "base"), note="better")
+    assert runs_lib.load_run(str(runs / "base")).note == "better"
 
 
 def test_json_and_curves(runs, tmp_path):
-    loaded = report.load_runs([str(runs / name) for name in ("base", "no_aug")])
+    loaded = runs_lib.load_runs([str(runs / name) for name in ("base", "no_aug")])
     data = json.loads(report.to_json(loaded))
     assert [d["run"] for d in data] == ["base", "no_aug"]
     assert data[1]["model"]["augment"] == "no augmentation" and data[0]["best"]["step"] in (2, 4)
-    curves = report.scalar_curves(loaded[0], "train", ("loss",))
+    curves = runs_lib.scalar_curves(loaded[0], "train", ("loss",))
     assert [step for step, _ in curves["loss"]][:4] == [1, 2, 3, 4]
     png = tmp_path / "curves.png"
-    report.plot(loaded, str(png))
+    plots.plot_runs(loaded, str(png))
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
 
 

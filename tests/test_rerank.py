@@ -30,7 +30,7 @@ def test_matches_dense_reference(k1, k2, lam):
 def test_blocked_path_equals_one_block(monkeypatch):
     qf, gf, _, _ = clustered(1, num_q=40, num_g=200)
     whole = rerank.re_ranking_features(qf, gf)
-    monkeypatch.setattr(rerank, "_BLOCK_ELEMENTS", 700)  # blocks of 2-3 rows, queries one by one
+    monkeypatch.setattr(rerank.zhong, "_BLOCK_ELEMENTS", 700)  # blocks of 2-3 rows, queries one by one
     np.testing.assert_allclose(rerank.re_ranking_features(qf, gf), whole, atol=1e-7)
 
 

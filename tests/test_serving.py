@@ -14,13 +14,12 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import REPO
 from PIL import Image
 
 from reid_tf import config as C
-from reid_tf import datasets, export, serving
+from reid_tf import datasets, export_lib, serving
 from reid_tf import model as model_lib
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +27,8 @@ def exported(market_dir, tmp_path_factory):
     config = C.RunConfig(data=C.DataConfig(image_height=64, image_width=32),
                          model=C.ModelConfig(backbone="small", backbone_weights="none"))
     base = str(tmp_path_factory.mktemp("serving"))
-    path = export.export_saved_model(model_lib.build_run_model(config, "none"), config, base, 1, 0)
-    files = [r.path for r in datasets.load_market1501(market_dir)["query"][:3]]
+    path = export_lib.export_saved_model(model_lib.build_run_model(config, "none"), config, base, 1, 0)
+    files = [r.path for r in datasets.market.load_market1501(market_dir)["query"][:3]]
     images = [open(f, "rb").read() for f in files]
     signature = tf.saved_model.load(path).signatures["serving_bytes"]
     expected = signature(image_bytes=tf.constant(images))["embeddings"].numpy()

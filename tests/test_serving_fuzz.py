@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from reid_tf import config as C
-from reid_tf import export
+from reid_tf import export_lib
 from reid_tf import model as model_lib
 
 # Runs in its own process, so that its peak memory is its own.
@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 sys.path.insert(0, sys.argv[2])
-from conftest import png_claiming
+from helpers import png_claiming
 
 loaded = tf.saved_model.load(sys.argv[1])
 serve_bytes, serve_images = loaded.signatures["serving_bytes"], loaded.signatures["serving_default"]
@@ -105,7 +105,7 @@ print("FUZZ " + json.dumps({"baseline_mb": baseline, "peak_mb": peak, "results":
 def fuzz_results(tmp_path_factory):
     config = C.RunConfig(data=C.DataConfig(image_height=64, image_width=32),
                          model=C.ModelConfig(backbone="small", backbone_weights="none"))
-    path = export.export_saved_model(model_lib.build_run_model(config, "none"), config,
+    path = export_lib.export_saved_model(model_lib.build_run_model(config, "none"), config,
                                      str(tmp_path_factory.mktemp("serving")), 1, 0)
     proc = subprocess.run([sys.executable, "-c", FUZZ, path, os.path.dirname(__file__)],
                           capture_output=True, text=True, timeout=300)

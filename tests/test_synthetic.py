@@ -3,12 +3,11 @@ import subprocess
 import sys
 
 import numpy as np
+from helpers import REPO
 
 from reid_tf import config as C
-from reid_tf import datasets, evaluate, synthetic, train
+from reid_tf import datasets, evaluate, objective, synthetic, train_lib
 from reid_tf import model as model_lib
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _files(root):
@@ -16,10 +15,10 @@ def _files(root):
 
 
 def test_layout_names_junk_and_distractors(market_dir):
-    splits = datasets.load_market1501(market_dir)
+    splits = datasets.market.load_market1501(market_dir)
     names = [os.path.basename(r.path) for r in splits["gallery"]]
     assert any(n.startswith("-1_c") for n in names) and any(n.startswith("0000_c") for n in names)
-    assert all(datasets.parse_market_name(os.path.basename(r.path)) for s in splits.values() for r in s)
+    assert all(datasets.market.parse_market_name(os.path.basename(r.path)) for s in splits.values() for r in s)
     # Every test identity has a query per camera it appears in, and a match in another camera.
     query_keys = {(r.pid, r.camid) for r in splits["query"]}
     gallery_keys = {(r.pid, r.camid) for r in splits["gallery"] if r.pid > 0}
@@ -64,9 +63,9 @@ def test_untrained_scores_low_and_training_learns(tmp_path):
         optimizer=C.OptimizerConfig(initial_learning_rate=1e-3, decay_steps=1000),
         train=C.TrainConfig(max_steps=300, checkpoint_every=1000, eval_every=1000, log_every=50),
     )
-    splits = datasets.load_market1501(root)
+    splits = datasets.market.load_market1501(root)
     seen = []
-    real = train.make_train_step
+    real = objective.make_train_step
 
     def spy(model, *args):
         seen.append(model)
@@ -78,13 +77,13 @@ def test_untrained_scores_low_and_training_learns(tmp_path):
         g = evaluate.embed_records(embed, splits["gallery"], 64, 32)
         return evaluate.score(q[0], g[0], q[1], g[1], q[2], g[2])["mAP"]
 
-    train.make_train_step, original = spy, train.make_train_step
+    objective.make_train_step, original = spy, objective.make_train_step
     try:
         before_model = model_lib.build_run_model(config)
         before = test_map(before_model)
-        train.run(config, str(tmp_path / "run"))
+        train_lib.run(config, str(tmp_path / "run"))
     finally:
-        train.make_train_step = original
+        objective.make_train_step = original
     after = test_map(seen[0])
     assert before < 0.2
     # 300 steps of the quickstart recipe: well on the way (the quickstart reaches ~0.9 at 600).

@@ -8,37 +8,14 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import REPO, checkpoint_steps, tiny_config, with_train
 
-from reid_tf import config as C
-from reid_tf import model as model_lib
-from reid_tf import objective, run_dir, train
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def tiny_config(market_dir, **train_kw):
-    return C.RunConfig(
-        data=C.DataConfig(dataset="market1501", data_dir=market_dir, image_height=64, image_width=32,
-                          return_id_num=4, image_num_every_id=2, valid_ids=2, train_eval_ids=2),
-        model=C.ModelConfig(backbone="small", backbone_weights="none"),
-        optimizer=C.OptimizerConfig(initial_learning_rate=1e-3),
-        train=C.TrainConfig(**{"max_steps": 4, "checkpoint_every": 2, "eval_every": 2,
-                               "log_every": 1, **train_kw}),
-    )
-
-
-def with_train(config, **kw):
-    return dataclasses.replace(config, train=dataclasses.replace(config.train, **kw))
-
-
-def checkpoint_steps(run_dir):
-    state = tf.train.get_checkpoint_state(os.path.join(run_dir, "checkpoints"))
-    return [int(p.rsplit("-", 1)[1]) for p in state.all_model_checkpoint_paths] if state else []
+from reid_tf import backbones, objective, run_dir, train_lib
 
 
 def test_end_to_end_writes_everything(market_dir, tmp_path):
     out = str(tmp_path / "run")
-    summary = train.run(tiny_config(market_dir, eval_before_training=True), out, "--seed=0\n")
+    summary = train_lib.run(tiny_config(market_dir, eval_before_training=True), out, "--seed=0\n")
     assert summary["step"] == 4
     assert checkpoint_steps(out) == [2, 4]
     assert run_dir.load_config(out) == tiny_config(
@@ -53,7 +30,7 @@ def test_end_to_end_writes_everything(market_dir, tmp_path):
         assert os.listdir(os.path.join(out, "tensorboard", kind))
     saved_model = os.path.join(out, "export", "4", "saved_model.pb")
     before = os.stat(saved_model).st_mtime_ns
-    again = train.run(tiny_config(market_dir, eval_before_training=True), out, "--seed=0\n")
+    again = train_lib.run(tiny_config(market_dir, eval_before_training=True), out, "--seed=0\n")
     assert again["step"] == 4 and again["export"] == summary["export"]
     assert os.stat(saved_model).st_mtime_ns == before  # a finished run's export is left alone
 
@@ -62,17 +39,17 @@ def test_resume_continues_with_the_saved_optimizer_state(market_dir, tmp_path, m
     out = str(tmp_path / "run")
     config = tiny_config(market_dir)
     optimizers = []
-    real = train.make_train_step
+    real = objective.make_train_step
 
     def spy(model, optimizer, *args):
         optimizers.append((optimizer, int(optimizer.iterations),
                            [v.numpy().copy() for v in optimizer.variables]))
         return real(model, optimizer, *args)
 
-    monkeypatch.setattr(train, "make_train_step", spy)
-    train.run(with_train(config, max_steps=2), out)
+    monkeypatch.setattr(objective, "make_train_step", spy)
+    train_lib.run(with_train(config, max_steps=2), out)
     after_first = [v.numpy() for v in optimizers[0][0].variables]  # the state saved at step 2
-    summary = train.run(config, out)  # the same command again, with more steps to go
+    summary = train_lib.run(config, out)  # the same command again, with more steps to go
     _, iterations, restored = optimizers[1]
     assert summary["step"] == 4 and iterations == 2
     assert checkpoint_steps(out) == [2, 4]
@@ -85,50 +62,50 @@ def test_resume_continues_with_the_saved_optimizer_state(market_dir, tmp_path, m
 def test_resume_refuses_a_changed_configuration(market_dir, tmp_path):
     out = str(tmp_path / "run")
     config = tiny_config(market_dir, max_steps=1)
-    train.run(config, out)
+    train_lib.run(config, out)
     changed = dataclasses.replace(config, model=dataclasses.replace(config.model, embedding_dim=64))
     with pytest.raises(run_dir.RunDirError, match=r"another configuration \(model.embedding_dim: 128 -> 64"):
-        train.run(changed, out)
+        train_lib.run(changed, out)
 
 
 def test_warm_start_loads_weights_with_a_fresh_optimizer(market_dir, tmp_path, monkeypatch):
     seen = []
-    real = train.make_train_step
+    real = objective.make_train_step
 
     def spy(model, optimizer, *args):
         seen.append((model, model.get_layer("fc2").kernel.numpy().copy(), int(optimizer.iterations)))
         return real(model, optimizer, *args)
 
-    monkeypatch.setattr(train, "make_train_step", spy)
+    monkeypatch.setattr(objective, "make_train_step", spy)
     source = str(tmp_path / "source")
-    train.run(tiny_config(market_dir, max_steps=2), source)
+    train_lib.run(tiny_config(market_dir, max_steps=2), source)
     trained_fc2 = seen[0][0].get_layer("fc2").kernel.numpy()
     out = str(tmp_path / "warm")
     config = tiny_config(market_dir, max_steps=1, init_checkpoint=source)
-    summary = train.run(config, out)
+    summary = train_lib.run(config, out)
     _, start_fc2, iterations = seen[1]
     np.testing.assert_array_equal(start_fc2, trained_fc2)
     assert not np.array_equal(start_fc2, seen[0][1])  # it trained, and that is what came over
     assert iterations == 0 and summary["step"] == 1
-    with pytest.raises(train.TrainingError, match="no checkpoint found"):
-        train.run(with_train(config, init_checkpoint=str(tmp_path / "nothing")), str(tmp_path / "x"))
+    with pytest.raises(train_lib.TrainingError, match="no checkpoint found"):
+        train_lib.run(with_train(config, init_checkpoint=str(tmp_path / "nothing")), str(tmp_path / "x"))
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(market_dir, tmp_path, monkeypatch):
     out = str(tmp_path / "run")
     config = tiny_config(market_dir)
-    train.run(with_train(config, max_steps=2), out)
+    train_lib.run(with_train(config, max_steps=2), out)
     index = os.path.join(out, "checkpoints", "ckpt-2.index")
     before = open(index, "rb").read()
     monkeypatch.setattr(objective, "batch_hard_triplet_loss", lambda e, *a: tf.reduce_sum(e) * float("nan"))
-    with pytest.raises(train.TrainingError, match=r"loss became nan at step 3.*ckpt-2 is kept"):
-        train.run(config, out)
+    with pytest.raises(train_lib.TrainingError, match=r"loss became nan at step 3.*ckpt-2 is kept"):
+        train_lib.run(config, out)
     assert checkpoint_steps(out) == [2] and open(index, "rb").read() == before
 
 
 def test_sigterm_saves_and_stops(market_dir, tmp_path, monkeypatch):
     out = str(tmp_path / "run")
-    real = train.make_train_step
+    real = objective.make_train_step
 
     def signalling(*args):
         step = real(*args)
@@ -140,23 +117,23 @@ def test_sigterm_saves_and_stops(market_dir, tmp_path, monkeypatch):
 
         return wrapped
 
-    monkeypatch.setattr(train, "make_train_step", signalling)
-    summary = train.run(tiny_config(market_dir, max_steps=50, checkpoint_every=100), out)
+    monkeypatch.setattr(objective, "make_train_step", signalling)
+    summary = train_lib.run(tiny_config(market_dir, max_steps=50, checkpoint_every=100), out)
     assert summary["stopped_by"] == "SIGTERM" and summary["step"] == 1
     assert checkpoint_steps(out) == [1]
 
 
 def test_csv_dataset_without_cameras_validates(market_dir, tmp_path):
-    from reid_tf import datasets
+    from reid_tf import datasets, train_lib
 
-    train_records = datasets.load_market1501(market_dir)["train"]
+    train_records = datasets.market.load_market1501(market_dir)["train"]
     rows = [f"person{r.pid},{os.path.relpath(r.path, market_dir)}" for r in train_records]
     (tmp_path / "train.csv").write_text("\n".join(rows) + "\n")
     config = tiny_config(market_dir, max_steps=1)
     config = dataclasses.replace(config, data=dataclasses.replace(
         config.data, dataset="csv", train_csv=str(tmp_path / "train.csv")))
     out = str(tmp_path / "run")
-    summary = train.run(config, out)
+    summary = train_lib.run(config, out)
     assert summary["step"] == 1
     row = json.loads(open(os.path.join(out, "validation.jsonl")).read().splitlines()[-1])
     assert 0.0 < row["mAP"] <= 1.0 and 0.0 < row["train_mAP"] <= 1.0  # nothing skipped
@@ -165,8 +142,8 @@ def test_csv_dataset_without_cameras_validates(market_dir, tmp_path):
 def test_k_below_two_is_refused(market_dir, tmp_path):
     config = tiny_config(market_dir)
     config = dataclasses.replace(config, data=dataclasses.replace(config.data, image_num_every_id=1))
-    with pytest.raises(train.TrainingError, match="image_num_every_id=1: batch-hard mining needs K >= 2"):
-        train.run(config, str(tmp_path / "run"))
+    with pytest.raises(train_lib.TrainingError, match="image_num_every_id=1: batch-hard mining needs K >= 2"):
+        train_lib.run(config, str(tmp_path / "run"))
 
 
 def test_command_line_errors_are_one_line(tmp_path):
@@ -216,12 +193,12 @@ def test_a_failed_start_does_not_block_its_fix(market_dir, tmp_path):
     config = tiny_config(market_dir, max_steps=1)
     missing = str(tmp_path / "missing.weights.h5")
     bad = dataclasses.replace(config, model=dataclasses.replace(config.model, backbone_weights=missing))
-    with pytest.raises(model_lib.WeightsUnavailableError, match="not found"):
-        train.run(bad, out)
+    with pytest.raises(backbones.WeightsUnavailableError, match="not found"):
+        train_lib.run(bad, out)
     assert run_dir.load_config(out).model.backbone_weights == missing  # the failed start's config
-    assert train.run(config, out)["step"] == 1
+    assert train_lib.run(config, out)["step"] == 1
     with pytest.raises(run_dir.RunDirError, match="another configuration"):  # now it holds a run
-        train.run(with_train(bad, max_steps=2), out)
+        train_lib.run(with_train(bad, max_steps=2), out)
 
 
 def test_a_cpu_only_console_has_no_cuda_error_line(market_dir, tmp_path):

@@ -11,30 +11,29 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from test_train import tiny_config, with_train
+from helpers import REPO, tiny_config, with_train
 
-from reid_tf import evaluate, export, report, run_dir, train
+from reid_tf import backbones, evaluate, export_lib, report, run_dir, train_lib
 from reid_tf import model as model_lib
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from reid_tf import runs as runs_lib
 
 
 def restored_model(folder):
     config = run_dir.load_config(folder)
     model = model_lib.build_run_model(config, "none")
-    tf.train.Checkpoint(model=model).read(export.checkpoint_path(folder)).expect_partial()
+    tf.train.Checkpoint(model=model).read(export_lib.checkpoint_path(folder)).expect_partial()
     return model
 
 
 @pytest.fixture(scope="module")
 def source(market_dir, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("source") / "run")
-    train.run(tiny_config(market_dir, max_steps=2, eval_every=1), out)
+    train_lib.run(tiny_config(market_dir, max_steps=2, eval_every=1), out)
     return out
 
 
 def test_a_runs_backbone_starts_another_run(source, market_dir, tmp_path):
-    folder = export.export_run(source, str(tmp_path / "backbones"), fmt="backbone")
+    folder = export_lib.export_run(source, str(tmp_path / "backbones"), fmt="backbone")
     assert folder == str(tmp_path / "backbones" / "2")
     assert sorted(os.listdir(folder)) == ["backbone.weights.h5", "reid_config.json"]
     weights = os.path.join(folder, "backbone.weights.h5")
@@ -43,39 +42,39 @@ def test_a_runs_backbone_starts_another_run(source, market_dir, tmp_path):
     config = dataclasses.replace(config, model=dataclasses.replace(
         config.model, backbone_weights=weights, embedding_dim=64))
     second = str(tmp_path / "second")
-    train.run(config, second)
+    train_lib.run(config, second)
     images = np.random.default_rng(0).uniform(0, 255, (6, 64, 32, 3)).astype(np.float32)
 
     def backbone_outputs(model):
         pre = model.get_layer("preprocessing")(images)
-        return model_lib.backbone_of(model)(pre, training=False).numpy()
+        return backbones.backbone_of(model)(pre, training=False).numpy()
 
     a, b = backbone_outputs(restored_model(source)), backbone_outputs(restored_model(second))
     assert np.abs(a).max() > 0
     np.testing.assert_allclose(b, a, atol=1e-6, rtol=0)
     # The file is laid out as the library's own network (plain BatchNormalization), with its size.
-    plain = model_lib.plain_backbone("small", (64, 32, 3))
+    plain = backbones.plain_backbone("small", (64, 32, 3))
     plain.load_weights(weights)
-    np.testing.assert_array_equal(plain.get_weights()[0], model_lib.backbone_of(restored_model(source))
+    np.testing.assert_array_equal(plain.get_weights()[0], backbones.backbone_of(restored_model(source))
                                   .get_weights()[0])
 
 
 def test_a_file_of_another_backbone_or_size_is_refused(source, tmp_path):
-    folder = export.export_run(source, str(tmp_path / "b"), fmt="backbone")
+    folder = export_lib.export_run(source, str(tmp_path / "b"), fmt="backbone")
     weights = os.path.join(folder, "backbone.weights.h5")
-    with pytest.raises(model_lib.WeightsUnavailableError) as size:
-        model_lib.build_backbone("small", weights, (96, 48, 3))
+    with pytest.raises(backbones.WeightsUnavailableError) as size:
+        backbones.build_backbone("small", weights, (96, 48, 3))
     assert str(size.value).count("\n") == 0
     assert "small at 64x32" in str(size.value) and "small at 96x48" in str(size.value)
-    with pytest.raises(model_lib.WeightsUnavailableError) as other:
-        model_lib.build_backbone("resnet50", weights, (64, 32, 3))
+    with pytest.raises(backbones.WeightsUnavailableError) as other:
+        backbones.build_backbone("resnet50", weights, (64, 32, 3))
     assert "small at 64x32" in str(other.value) and "resnet50 at 64x32" in str(other.value)
     # A keras.applications file of another network (no name inside): one line, no warnings.
     foreign = str(tmp_path / "v2.weights.h5")
     v2 = keras.applications.ResNet50V2(include_top=False, weights=None, input_shape=(64, 32, 3))
     v2.save_weights(foreign)
-    with pytest.raises(model_lib.WeightsUnavailableError) as keras_file:
-        model_lib.build_backbone("resnet50", foreign, (64, 32, 3))
+    with pytest.raises(backbones.WeightsUnavailableError) as keras_file:
+        backbones.build_backbone("resnet50", foreign, (64, 32, 3))
     assert str(keras_file.value).startswith(f"cannot load backbone weights {foreign} into resnet50")
     assert "\n" not in str(keras_file.value)
 
@@ -89,9 +88,9 @@ def test_validation_rows_carry_the_embeddings_norm_and_the_first_loss_is_kept(so
     first = run_dir.read_first_step(source)
     assert first["step"] == 1 and np.isfinite(first["loss"])
     # TensorBoard has the same first loss (step 1 is always logged), and the norm beside mAP.
-    curves = report.scalar_curves(report.load_run(source), "train", ("loss",))["loss"]
+    curves = runs_lib.scalar_curves(runs_lib.load_run(source), "train", ("loss",))["loss"]
     assert curves[0][0] == 1 and curves[0][1] == pytest.approx(first["loss"], abs=1e-6)
-    norms = report.scalar_curves(report.load_run(source), "validation", ("embedding_norm",))
+    norms = runs_lib.scalar_curves(runs_lib.load_run(source), "validation", ("embedding_norm",))
     assert norms["embedding_norm"][-1][1] == pytest.approx(splits_row["embedding_norm"], rel=1e-5)
     del model
 
@@ -123,7 +122,7 @@ def test_the_report_marks_a_collapsed_run_and_shows_the_first_loss(source, tmp_p
     rows[-1].update(embedding_norm=0.09, distance_mean=1e-6, distance_std=1e-7)
     with open(path, "w") as f:
         f.writelines(json.dumps(r) + "\n" for r in rows)
-    table = report.markdown(report.load_runs([source, copy]), reference={"collapsed": "features tend to 0"})
+    table = report.markdown(runs_lib.load_runs([source, copy]), reference={"collapsed": "features tend to 0"})
     by_run = {line.split(" | ")[1].split("`")[1]: line for line in table.splitlines()[2:]}
     healthy, collapsed = by_run["run"], by_run["collapsed"]
     first = run_dir.read_first_step(source)["loss"]
@@ -160,5 +159,5 @@ def test_the_rerun_scales_sizes_and_steps_by_one_factor_each():
 
 def test_a_finished_run_started_again_keeps_its_first_loss(source, market_dir):
     first = run_dir.read_first_step(source)
-    train.run(with_train(tiny_config(market_dir, max_steps=2, eval_every=1)), source)
+    train_lib.run(with_train(tiny_config(market_dir, max_steps=2, eval_every=1)), source)
     assert run_dir.read_first_step(source) == first

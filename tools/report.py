@@ -8,13 +8,20 @@ Arguments are run folders or folders holding them. Without --output the table is
 import json
 import sys
 
-from absl import app, logging
+from absl import app, flags, logging
 
-from reid_tf import console, report
+from reid_tf import console
 from reid_tf import flags as reid_flags
 
-reid_flags.define_report_flags()
-FLAGS = reid_flags.FLAGS
+reid_flags.group("Report")
+flags.DEFINE_string("output", None, "Write the markdown table here (default: print it).")
+flags.DEFINE_string("plot", None, "Write the curves (mAP and loss against step) as a PNG here.")
+flags.DEFINE_string("baseline", None, "The run (name or folder) others are compared with; default: the first"
+                    " run.")
+flags.DEFINE_string("json", None, "Write the same data as JSON here.")
+flags.DEFINE_string("reference", None, "A JSON file {run name: text} shown in a column beside the result (e.g."
+                    " the original log's results).")
+FLAGS = flags.FLAGS
 
 
 def main(argv):
@@ -22,7 +29,10 @@ def main(argv):
         sys.exit("usage: python tools/report.py RUN_DIR_OR_PARENT... [--output=report.md]")
     console.quiet(timestamps=False)  # one plain line each
     logging.set_verbosity(logging.WARNING)
-    runs = report.load_runs(argv[1:])
+    from reid_tf import plots, report
+    from reid_tf import runs as runs_lib
+
+    runs = runs_lib.load_runs(argv[1:])
     try:
         reference = None
         if FLAGS.reference:
@@ -42,7 +52,7 @@ def main(argv):
             f.write(report.to_json(runs))
         print(f"wrote {FLAGS.json}")
     if FLAGS.plot:
-        report.plot(runs, FLAGS.plot)
+        plots.plot_runs(runs, FLAGS.plot)
         print(f"wrote {FLAGS.plot}")
 
 

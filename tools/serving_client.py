@@ -7,13 +7,22 @@
 import sys
 
 import numpy as np
-from absl import app
+from absl import app, flags
 
 from reid_tf import console, serving
 from reid_tf import flags as reid_flags
 
-reid_flags.define_serving_client_flags()
-FLAGS = reid_flags.FLAGS
+reid_flags.group("TF Serving client")
+flags.DEFINE_list("images", None, "Image files to embed (or, with --search, to look for).", required=True)
+flags.DEFINE_enum("protocol", "rest", ("rest", "grpc"), "How to call TF Serving.")
+flags.DEFINE_string("host", "localhost", "TF Serving host.")
+flags.DEFINE_integer("port", None, "Port (default: 8501 for REST, 8500 for gRPC).")
+flags.DEFINE_string("model_name", "reid", "Model name TF Serving serves.")
+flags.DEFINE_string("signature_name", "serving_bytes", "Signature taking JPEG/PNG bytes.")
+flags.DEFINE_float("timeout", 30.0, "Seconds to wait for an answer.")
+flags.DEFINE_boolean("distance", False, "Print the distance between the first two images.")
+reid_flags.required("images")
+FLAGS = flags.FLAGS
 
 
 def main(argv):

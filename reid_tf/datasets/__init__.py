@@ -1,59 +1,24 @@
-"""Datasets: one parser per published layout, all giving the same records (path, pid, camid);
-several datasets joined into one training set; a run's training and validation records and a
-dataset's test split.
+"""Datasets by name (the registry: `REGISTRY[name]` has its loader and layout), all giving the same
+records (path, pid, camid); several datasets joined into one training set; a run's training and
+validation records and a dataset's test split.
 
-| --dataset | layout |
-|---|---|
-| market1501, duke, cuhk03_np, synthetic | three folders of images named PPPP_cC... (`market.py`) |
-| msmt17 | image folders and list files, V1 or V2 (`msmt17.py`) |
-| csv | a list `pid,path[,camid]` (`csv_list.py`), training only |
+A dataset is one module that registers its loader (`registry.register`) and one import below.
 """
 
 from __future__ import annotations
 
-import os
-
 from absl import logging
 
 from reid_tf.config import DataConfig
-from reid_tf.datasets.csv_list import load_csv
-from reid_tf.datasets.market import MARKET_LAYOUT, load_market1501, parse_market_name, read_market_folder
-from reid_tf.datasets.msmt17 import load_msmt17
-from reid_tf.datasets.records import (
-    DISTRACTOR_PID,
-    IMAGE_EXTENSIONS,
-    JUNK_PID,
-    DatasetError,
-    Record,
-    drop_unreadable,
-    offset,
-    relabel,
-)
-from reid_tf.datasets.splits import cameras_for_unknown, query_gallery_split, split_validation, subset_ids
-from reid_tf.synthetic import make_synthetic_market
+from reid_tf.datasets import csv_list, generated, market, msmt17  # noqa: F401 - each registers its layouts
+from reid_tf.datasets.generated import ensure_synthetic, synthetic_cache_dir
+from reid_tf.datasets.records import DatasetError, Record, drop_unreadable, offset, relabel
+from reid_tf.datasets.registry import REGISTRY, DatasetSpec
+from reid_tf.datasets.splits import SPLITS, cameras_for_unknown, split_validation, subset_ids
 
-__all__ = ["DISTRACTOR_PID", "IMAGE_EXTENSIONS", "JUNK_PID", "MARKET_LAYOUT", "DatasetError", "Record",
-           "drop_unreadable", "load_csv", "load_market1501", "load_msmt17", "parse_market_name",
-           "read_market_folder", "relabel", "split_validation", "query_gallery_split", "subset_ids",
-           "dataset_entries", "load_dataset", "load_training_sets", "load_training_records", "split_records",
-           "load_test_split", "synthetic_cache_dir", "ensure_synthetic"]
-
-
-def synthetic_cache_dir(num_ids: int) -> str:
-    """Where the generated synthetic dataset lives between runs."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "reid_tf", f"synthetic-v1-{num_ids}ids")
-
-
-def ensure_synthetic(folder: str, num_ids: int) -> None:
-    """Generate the synthetic dataset into `folder` unless it is already complete there."""
-    done = os.path.join(folder, ".complete")
-    if os.path.exists(done):
-        return
-    logging.info("generating the synthetic dataset (%d identities) in %s", num_ids, folder)
-    make_synthetic_market(folder, num_ids=num_ids, seed=0)
-    with open(done, "w") as f:
-        f.write("ok\n")
+__all__ = ["REGISTRY", "DatasetError", "DatasetSpec", "Record", "dataset_entries", "ensure_synthetic",
+           "load_dataset", "load_test_split", "load_training_records", "load_training_sets", "split_records",
+           "synthetic_cache_dir"]
 
 
 def dataset_entries(cfg: DataConfig) -> list[tuple[str, str]]:
@@ -70,21 +35,13 @@ def dataset_entries(cfg: DataConfig) -> list[tuple[str, str]]:
 
 
 def load_dataset(name: str, folder: str, cfg: DataConfig) -> dict[str, list[Record]]:
-    """Train, query and gallery records of one dataset (a CSV list has training records only)."""
-    if name == "csv":
-        if not cfg.train_csv:
-            raise DatasetError("--dataset=csv needs --train_csv=FILE (rows 'pid,path[,camid]')")
-        return {"train": load_csv(cfg.train_csv, folder), "query": [], "gallery": []}
-    if name == "synthetic":
-        folder = folder or synthetic_cache_dir(cfg.synthetic_ids)
-        ensure_synthetic(folder, cfg.synthetic_ids)
-    elif not folder:
-        raise DatasetError(f"--dataset={name} needs --data_dir=FOLDER (see the README's datasets table)")
-    if name == "msmt17":
-        return load_msmt17(folder, cfg.msmt17_merge_val)
-    if name in ("market1501", "duke", "cuhk03_np", "synthetic"):
-        return load_market1501(folder, name, cfg.cuhk03_labels)
-    raise DatasetError(f"--dataset={name}: one of market1501, duke, cuhk03_np, msmt17, csv, synthetic")
+    """Train, query and gallery records of one registered dataset."""
+    spec = REGISTRY.get(name)
+    if spec is None:
+        raise DatasetError(f"--dataset={name}: one of {', '.join(REGISTRY)}")
+    if spec.needs_folder and not folder:
+        raise DatasetError(f"--dataset={name} needs --data_dir=FOLDER holding {spec.layout}")
+    return spec.load(folder, cfg)
 
 
 def load_training_sets(cfg: DataConfig) -> list[list[Record]]:
@@ -108,16 +65,19 @@ def load_training_records(cfg: DataConfig) -> list[Record]:
 
 
 def split_records(sets: list[list[Record]], cfg: DataConfig, seed: int) -> dict:
-    """Train records (relabelled) and the validation / train-subset query-gallery sets. The
-    validation identities are held out of one dataset: `--valid_dataset`, or the first."""
+    """Train records (relabelled) and the validation / train-subset query-gallery sets, both
+    made by --valid_split. The validation identities are held out of one dataset:
+    `--valid_dataset`, or the first."""
     names = [name for name, _ in dataset_entries(cfg)]
     if cfg.valid_dataset and cfg.valid_dataset not in names:
         raise DatasetError(f"--valid_dataset={cfg.valid_dataset} is not one of --dataset={cfg.dataset}")
     held = names.index(cfg.valid_dataset) if cfg.valid_dataset else 0
-    kept, val_query, val_gallery = split_validation(sets[held], cfg.valid_ids, seed)
+    num_ids = len({r.pid for r in sets[held]})
+    kept, val_query, val_gallery = split_validation(
+        sets[held], cfg.held_out_ids(num_ids), seed, cfg.valid_split)
     train = [r for i, records in enumerate(sets) for r in (kept if i == held else records)]
     subset = subset_ids(train, cfg.train_eval_ids, seed) if cfg.train_eval_ids else []
-    train_query, train_gallery = query_gallery_split(subset, seed)
+    train_query, train_gallery = SPLITS[cfg.valid_split](subset, seed)
     return {
         "train": relabel(train),
         "valid": cameras_for_unknown(val_query, val_gallery),
@@ -128,8 +88,10 @@ def split_records(sets: list[list[Record]], cfg: DataConfig, seed: int) -> dict:
 def load_test_split(cfg: DataConfig) -> tuple[list[Record], list[Record]]:
     """The query and gallery records of the (first) configured dataset, unreadable ones left out."""
     name, folder = dataset_entries(cfg)[0]
-    if name == "csv":
-        raise DatasetError("--dataset=csv has no query/gallery split: score a dataset that has one"
-                           " (--dataset=market1501|duke|cuhk03_np|msmt17 --data_dir=FOLDER)")
+    spec = REGISTRY.get(name)
+    if spec is not None and not spec.test_split:
+        others = "|".join(n for n, s in REGISTRY.items() if s.test_split and s.needs_folder)
+        raise DatasetError(f"--dataset={name} has no query/gallery split: score a dataset that has one"
+                           f" (--dataset={others} --data_dir=FOLDER)")
     splits = load_dataset(name, folder, cfg)
     return drop_unreadable(splits["query"]), drop_unreadable(splits["gallery"])

@@ -7,6 +7,15 @@ import os
 import re
 
 from reid_tf.datasets.records import DatasetError, Record
+from reid_tf.datasets.registry import register
+
+
+@register("csv", "the image root of the list --train_csv=FILE, rows 'pid,path[,camid]' (TriNet's format)",
+          "any list", test_split=False, needs_folder=False)
+def _csv(folder: str, cfg) -> dict[str, list[Record]]:
+    if not cfg.train_csv:
+        raise DatasetError("--dataset=csv needs --train_csv=FILE (rows 'pid,path[,camid]')")
+    return {"train": load_csv(cfg.train_csv, folder), "query": [], "gallery": []}
 
 
 def load_csv(csv_path: str, image_root: str) -> list[Record]:

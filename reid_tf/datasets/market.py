@@ -10,6 +10,7 @@ import re
 from absl import logging
 
 from reid_tf.datasets.records import IMAGE_EXTENSIONS, DatasetError, Record
+from reid_tf.datasets.registry import register
 
 # Market: 0002_c1s1_000451_03.jpg, -1_c1s1_000000_00.jpg; Duke: 0005_c2_f0046985.jpg;
 # CUHK03-NP: 0001_c1_1.png.
@@ -59,6 +60,23 @@ def read_market_folder(folder: str) -> list[Record]:
             len(unmatched), folder, ", ".join(unmatched[:5]) + (" ..." if len(unmatched) > 5 else ""),
         )
     return records
+
+
+@register("market1501", layout("market1501"),
+          "Zheng et al. 2015, Market-1501-v15.09.15.zip (the authors' page)")
+def _market1501(folder: str, cfg) -> dict[str, list[Record]]:
+    return load_market1501(folder, "market1501")
+
+
+@register("duke", layout("duke"), "DukeMTMC-reID (Zheng et al. 2017; withdrawn by its authors in 2019)")
+def _duke(folder: str, cfg) -> dict[str, list[Record]]:
+    return load_market1501(folder, "duke")
+
+
+@register("cuhk03_np", layout("cuhk03_np"),
+          "CUHK03-NP, the new protocol of Zhong et al. 2017 (their re-ranking repository)")
+def _cuhk03_np(folder: str, cfg) -> dict[str, list[Record]]:
+    return load_market1501(folder, "cuhk03_np", cfg.cuhk03_labels)
 
 
 def load_market1501(root: str, name: str = "market1501",

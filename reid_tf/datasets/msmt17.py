@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 
 from reid_tf.datasets.records import DatasetError, Record
+from reid_tf.datasets.registry import register
 
 VERSIONS = {"V1": ("train", "test"), "V2": ("mask_train_v2", "mask_test_v2")}
 LISTS = {"train": "list_train.txt", "val": "list_val.txt", "query": "list_query.txt",
@@ -32,6 +33,13 @@ def read_list(list_path: str, image_dir: str) -> list[Record]:
                 raise DatasetError(f"{list_path}:{line_no}: expected 'DIR/FILE LABEL' with files named"
                                    f" PPPP_NNN_CC_..., got {line.strip()!r}") from None
     return records
+
+
+@register("msmt17", "V1: train/, test/; V2: mask_train_v2/, mask_test_v2/; and list_train.txt, list_val.txt,"
+          " list_query.txt, list_gallery.txt of lines 'DIR/FILE LABEL' (camera: the file name's third field)",
+          "MSMT17 (Wei et al. 2018: 4,101 identities, 15 cameras; by request to the authors)")
+def _msmt17(folder: str, cfg) -> dict[str, list[Record]]:
+    return load_msmt17(folder, cfg.msmt17_merge_val)
 
 
 def load_msmt17(root: str, merge_val: bool = True) -> dict[str, list[Record]]:

@@ -9,11 +9,9 @@ from typing import NamedTuple
 from absl import logging
 from PIL import Image
 
-from reid_tf.config import MAX_IMAGE_PIXELS
+from reid_tf.config import DISTRACTOR_PID, JUNK_PID, MAX_IMAGE_PIXELS  # noqa: F401 - named here too
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
-JUNK_PID = -1  # Market-1501: "-1" = junk, ignored in evaluation
-DISTRACTOR_PID = 0  # Market-1501: "0000" = distractor, a negative for every query
 
 
 class DatasetError(ValueError):

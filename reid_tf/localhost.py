@@ -1,5 +1,5 @@
-"""Worker processes on this machine, for the multi-worker benchmarks: free ports and each worker's
-TF_CONFIG."""
+"""Several workers on this one machine (MultiWorkerMirroredStrategy over localhost): free ports and
+each worker's TF_CONFIG, to try a multi-worker run before a cluster, and for tests and benchmarks."""
 
 from __future__ import annotations
 

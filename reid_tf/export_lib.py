@@ -1,0 +1,261 @@
+"""Exports of a training run's checkpoint under DIR/<version>/, the layout TF Serving watches: a
+SavedModel (pixels or JPEG/PNG bytes in, embeddings out), LiteRT, ONNX, the backbone's weights.
+Each version is written beside its destination and renamed into place, so a server never sees
+a half-written one; its metadata file (`exported.METADATA`) says how to feed it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from reid_tf import backbones, convert, data, datasets, exported, signatures, versions
+from reid_tf import config as config_lib
+from reid_tf import model as model_lib
+from reid_tf import run_dir as run_dir_lib
+from reid_tf.config import EXPORT_FORMATS, MAX_IMAGE_PIXELS, MAX_IMAGES_PER_REQUEST, PRECISIONS
+from reid_tf.versions import ExportError
+
+
+def _copy_in(model: keras.Model, config: config_lib.RunConfig, precision: str = "float32") -> keras.Model:
+    """The model rebuilt from the config with the trained weights, computing in `precision`
+    (bfloat16: CPUs with AVX512_BF16 or AMX, TPUs; float16: GPUs) whatever the run trained in.
+    Weights and outputs stay float32."""
+    if precision not in PRECISIONS:
+        raise ExportError(f"--precision={precision}: one of {PRECISIONS}")
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32" if precision == "float32" else f"mixed_{precision}")
+    try:
+        clone = model_lib.build_run_model(config, backbone_weights="none")
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+def export_saved_model(
+    model: keras.Model, config: config_lib.RunConfig, export_dir: str, version: int,
+    step: int, overwrite: bool = False, max_images: int = MAX_IMAGES_PER_REQUEST,
+    max_pixels: int = MAX_IMAGE_PIXELS, precision: str = "float32",
+) -> str:
+    """Write the model as DIR/<version>/ with `serving_default` (pixels) and `serving_bytes`,
+    computing in `precision`."""
+    clone = _copy_in(model, config, precision)
+
+    def write(folder):
+        # The asset file must exist while the SavedModel is written: beside it in the staging
+        # folder, under a name that no prefix match of the model's folder takes (object stores).
+        staged = os.path.join(os.path.dirname(folder), "config-asset")
+        tf.io.gfile.makedirs(staged)
+        config_path = os.path.join(staged, exported.METADATA)
+        embedding_dim = model_lib.embeddings_of(clone.output).shape[-1]
+        metadata = export_metadata(config, step, embedding_dim, max_images, max_pixels)
+        metadata["precision"] = precision
+        run_dir_lib.write_atomic(config_path, json.dumps(metadata, indent=2, sort_keys=True))
+        module = signatures.ServingModule(clone, config.data.image_height, config.data.image_width, config_path,
+                                max_images, max_pixels, frozen=precision != "float32", crop=config.data.crop)
+        # Serving needs no gradients: custom ones (EfficientNet's swish under bfloat16) are not saved.
+        tf.saved_model.save(module, folder, signatures={
+            "serving_default": module.serve_images, "serving_bytes": module.serve_bytes,
+        }, options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
+
+    return versions.write_version(export_dir, version, overwrite, write)
+
+
+def export_converted(
+    model: keras.Model, config: config_lib.RunConfig, export_dir: str, version: int, step: int,
+    fmt: str, quantize: str = "none", check_images: np.ndarray | None = None,
+    calibration: np.ndarray | None = None, overwrite: bool = False,
+) -> tuple[str, dict]:
+    """Write DIR/<version>/model.tflite or model.onnx with reid_config.json beside it, once the
+    converted model, run in its own runtime on `check_images`, gives the model's embeddings.
+    Returns the folder and the measured difference (and the file's size)."""
+    if fmt not in convert.FILE_NAMES:
+        raise ExportError(f"--format={fmt}: one of {', '.join(convert.FILE_NAMES)}")
+    if fmt == "onnx" and quantize != "none":
+        raise ExportError("--quantize applies to --format=tflite; quantise ONNX in its own tools"
+                          " (onnxruntime.quantization, TensorRT's int8 calibration)")
+    clone = _copy_in(model, config)
+    height, width = config.data.image_height, config.data.image_width
+    if check_images is None:  # noise still tells a working model from a broken one
+        check_images = np.random.default_rng(0).uniform(0, 255, (8, height, width, 3)).astype(np.float32)
+    function = convert.embedding_function(clone, height, width)
+    try:
+        if fmt == "tflite":
+            content = convert.to_tflite(function, quantize, calibration)
+            converted = convert.tflite_embed_fn(content)(check_images)
+        else:
+            content = convert.to_onnx(function)
+            converted = convert.onnx_embed_fn(content)(check_images)
+        reference = function(tf.constant(check_images))["embeddings"].numpy()
+        difference = convert.compare(reference, converted)
+        convert.check(difference, quantize, f"the {fmt} model ({quantize})")
+    except convert.ConversionError as e:
+        raise ExportError(str(e)) from None
+    difference["bytes"] = len(content)
+    metadata = export_metadata(config, step, reference.shape[-1])
+    metadata.update(format=fmt, quantize=quantize, file=convert.FILE_NAMES[fmt], verification={
+        **difference, "images": len(check_images)})
+    for key in ("max_images_per_request", "max_image_pixels"):  # limits of the TF Serving signatures
+        metadata.pop(key)
+    metadata["input"] = "images: float32 [batch, H, W, 3], RGB pixels in [0, 255]"
+
+    def write(folder):
+        tf.io.gfile.makedirs(folder)
+        with tf.io.gfile.GFile(os.path.join(folder, convert.FILE_NAMES[fmt]), "wb") as f:
+            f.write(content)
+        run_dir_lib.write_atomic(os.path.join(folder, exported.METADATA),
+                                 json.dumps(metadata, indent=2, sort_keys=True))
+
+    return versions.write_version(export_dir, version, overwrite, write), difference
+
+
+BACKBONE_FILE = "backbone.weights.h5"
+
+
+def export_backbone(model: keras.Model, config: config_lib.RunConfig, export_dir: str, version: int,
+                    step: int, overwrite: bool = False) -> str:
+    """Write DIR/<version>/backbone.weights.h5, the Keras weights of the model's backbone alone,
+    laid out as keras.applications' network: `--backbone_weights=PATH` starts another run from it
+    (pretrain on one dataset, fine-tune on another)."""
+    m, d = config.model, config.data
+    shape = (d.image_height, d.image_width, 3)
+    metadata = {"format": "backbone", "file": BACKBONE_FILE, "backbone": m.backbone,
+                "input_height": d.image_height, "input_width": d.image_width, "step": int(step),
+                "use": f"--backbone={m.backbone} --backbone_weights=PATH", "config": config.to_dict()}
+
+    def write(folder):
+        tf.io.gfile.makedirs(folder)
+        local = os.path.join(tempfile.mkdtemp(prefix="reid_tf-backbone-"), BACKBONE_FILE)
+        try:  # h5py writes local files; the copy reaches any TensorFlow file system
+            backbones.save_backbone_weights(backbones.backbone_of(model), m.backbone, shape, local)
+            tf.io.gfile.copy(local, os.path.join(folder, BACKBONE_FILE), overwrite=True)
+        finally:
+            shutil.rmtree(os.path.dirname(local), ignore_errors=True)
+        run_dir_lib.write_atomic(os.path.join(folder, exported.METADATA),
+                                 json.dumps(metadata, indent=2, sort_keys=True))
+
+    return versions.write_version(export_dir, version, overwrite, write)
+
+
+def export_metadata(config: config_lib.RunConfig, step: int, embedding_dim: int,
+                    max_images: int = MAX_IMAGES_PER_REQUEST, max_pixels: int = MAX_IMAGE_PIXELS) -> dict:
+    """What a server or client needs to know of the model, stored as an asset."""
+    return {
+        "max_images_per_request": int(max_images),
+        "max_image_pixels": int(max_pixels),
+        "input_height": config.data.image_height,
+        "input_width": config.data.image_width,
+        "input": "RGB pixels in [0, 255], float32 (serving_default) or JPEG/PNG bytes (serving_bytes)",
+        "embedding_dim": int(embedding_dim),
+        "embedding": ("the head's output" if config.model.neck == "none"
+                      else f"{config.model.neck_feat} the BNNeck"),
+        "backbone": config.model.backbone,
+        "preprocessing": "inside the model: " + backbones.PREPROCESSING_TEXT[
+            backbones.preprocessing(config.model.backbone)],
+        "resize": ("the original's centre crop: H x 1.25W, the central W columns" if config.data.crop != "none"
+                   else "bilinear to input_height x input_width"),
+        "step": int(step),
+        "config": config.to_dict(),
+    }
+
+
+def checkpoint_path(run_dir: str, step: int | None = None) -> str:
+    """The checkpoint prefix of a run (its latest, or that of `step`), or a clear error."""
+    folder = os.path.join(run_dir, run_dir_lib.CHECKPOINTS)
+    if not tf.io.gfile.isdir(folder):
+        raise ExportError(f"no checkpoints folder in {run_dir}: is it a training run's --output_dir?")
+    if step is None:
+        latest = tf.train.latest_checkpoint(folder)
+        if latest is None:
+            raise ExportError(f"{folder} holds no complete checkpoint")
+        return latest
+    state = tf.train.get_checkpoint_state(folder)
+    candidates = list(state.all_model_checkpoint_paths) if state else []
+    for path in candidates:
+        if path.endswith(f"-{step}"):
+            if not tf.io.gfile.exists(path + ".index"):
+                break
+            return path
+    raise ExportError(f"{folder} has no complete checkpoint of step {step}")
+
+
+def run_images(config: config_lib.RunConfig, count: int, data_dir: str | None = None) -> np.ndarray:
+    """`count` training images of the run's dataset as evaluation reads them (decoded, resized),
+    spread over the identities: calibration for int8, and the export's check."""
+    cfg = config.data if not data_dir else dataclasses.replace(config.data, data_dir=data_dir)
+    try:
+        records = datasets.load_training_records(cfg)
+    except datasets.DatasetError as e:
+        raise ExportError(f"{e} (the run's dataset gives the export its images: --data_dir=FOLDER)") from None
+    chosen = [records[i] for i in np.linspace(0, len(records) - 1, min(count, len(records))).astype(int)]
+    batches = data.eval_dataset(chosen, cfg.image_height, cfg.image_width, 64, cfg.crop)
+    return np.concatenate([images.numpy() for images, _, _ in batches])
+
+
+def restore_run_model(run_dir: str, step: int | None = None) -> tuple[keras.Model, config_lib.RunConfig, int]:
+    """(model, its config, its step) of a run's checkpoint (the latest, or that of `step`)."""
+    try:
+        config = run_dir_lib.load_config(run_dir)
+    except run_dir_lib.RunDirError as e:
+        raise ExportError(str(e)) from None
+    path = checkpoint_path(run_dir, step)
+    model = model_lib.build_run_model(config, backbone_weights="none")
+    step_var = tf.Variable(0, dtype=tf.int64)
+    try:
+        tf.train.Checkpoint(model=model, step=step_var).read(path).expect_partial() \
+            .assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.OpError) as e:
+        raise ExportError(f"checkpoint {path} does not fit the run's config: {str(e)[:200]}") from None
+    return model, config, int(step_var.numpy())
+
+
+def describe(path: str) -> str:
+    """One line about a written LiteRT/ONNX export: its size and how far it is from the model."""
+    meta = exported.read_metadata(path)
+    v = meta.get("verification")
+    if not v:
+        return ""
+    return (f"{meta['file']}: {v['bytes'] / 2**20:.1f} MiB; against the model on {v['images']} images: largest"
+            f" difference {v['max_abs']:.3g} ({v['relative']:.3g} of the largest value), smallest cosine"
+            f" similarity {v['min_cosine']:.6f}")
+
+
+def export_run(run_dir: str, export_dir: str, step: int | None = None, version: int | None = None,
+               overwrite: bool = False, max_images: int = MAX_IMAGES_PER_REQUEST,
+               max_pixels: int = MAX_IMAGE_PIXELS, fmt: str = "saved_model", quantize: str = "none",
+               data_dir: str | None = None, calibration_images: int = 300, precision: str = "float32") -> str:
+    """Export a training run's checkpoint; returns the version folder."""
+    model, config, step_value = restore_run_model(run_dir, step)
+    version = step_value if version is None else version
+    if fmt not in EXPORT_FORMATS:
+        raise ExportError(f"--format={fmt}: one of {', '.join(EXPORT_FORMATS)}")
+    if fmt == "backbone":
+        if quantize != "none" or precision != "float32":
+            raise ExportError("--format=backbone writes the float32 weights: drop --quantize and --precision")
+        return export_backbone(model, config, export_dir, version, step_value, overwrite)
+    if fmt == "saved_model":
+        if quantize != "none":
+            raise ExportError("--quantize applies to --format=tflite")
+        return export_saved_model(model, config, export_dir, version, step_value, overwrite, max_images,
+                                  max_pixels, precision)
+    if precision != "float32":
+        raise ExportError(f"--precision applies to --format=saved_model; use --quantize for {fmt}")
+    try:
+        images = run_images(config, calibration_images if quantize == "int8" else 8, data_dir)
+    except ExportError:
+        if quantize == "int8":
+            raise
+        images = None
+        logging.warning("the run's dataset is not here: the export is checked on noise images")
+    checks = None if images is None else images[:: max(1, len(images) // 8)][:8]
+    return export_converted(model, config, export_dir, version, step_value, fmt, quantize, checks, images,
+                            overwrite)[0]
