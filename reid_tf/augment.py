@@ -89,12 +89,13 @@ ORIGINAL_OPS = ("crop", "hue", "flip", "brightness")
 ORIGINAL_RESIZE_RATIO = 1.2
 
 
-def original_slot_ops(augment: str, batch: int, seed: int) -> np.ndarray:
-    """bool [batch, 4]: which of crop, hue, flip, brightness each batch slot gets for the whole run.
-    The original drew this once, when it built its graph (numpy, per slot), not per image."""
+def original_slot_ops(augment: str, batch: int, seed: int, ops: tuple[str, ...] = ORIGINAL_OPS) -> np.ndarray:
+    """bool [batch, 4]: which of crop, hue, flip, brightness each batch slot gets for the whole run
+    (of `ops`; the others none). The original drew this once, when it built its graph (numpy, per
+    slot), not per image."""
     p = ORIGINAL_AUGMENTATIONS[augment]
     draws = np.random.default_rng([seed, 2017]).uniform(size=(batch, len(ORIGINAL_OPS)))
-    return draws < np.array([p[op] for op in ORIGINAL_OPS])
+    return (draws < np.array([p[op] for op in ORIGINAL_OPS])) & np.isin(ORIGINAL_OPS, ops)
 
 
 def _legacy_resize(image: tf.Tensor, height: int | tf.Tensor, width: int | tf.Tensor) -> tf.Tensor:

@@ -67,6 +67,12 @@ class DataConfig:
         " (crop-resize, hue, flip, brightness, each given to fixed batch slots drawn once per run; p 0.1"
         " and deltas 0.5 before 7.12, p 0.5 and deltas 0.1 from commit d26b97d).", choices=AUGMENTATIONS,
         column="model", words=lambda v, c: f"{v} augmentation" if v != "none" else "no augmentation")
+    original_ops: tuple[str, ...] = setting(
+        ("crop", "hue", "flip", "brightness"), "With --augment=original_*: which of my_preprocess_train's ops"
+        " may be given to a slot (the others never are): ablations of the original's augmentation.",
+        choices=("crop", "hue", "flip", "brightness"), group=ORIGINAL,
+        words=lambda v, c: "" if len(v) == 4 or not c.data.augment.startswith("original") else
+        f"only {', '.join(v)}")
     crop: str = setting(
         "none", "center_1.25w: the original's 'crop image', at training and at every evaluation: resize"
         " to H x 1.25W, keep the central W columns (exports do it too).", choices=("none", "center_1.25w"),
@@ -77,6 +83,9 @@ class DataConfig:
     image_num_every_id: int = setting(4, "K: images per identity (>= 2, or there are no positives).")
     valid_ids: int = setting(50, "Training identities held out for validation (0: none).", lower=0)
     train_eval_ids: int = setting(50, "Training identities scored for the train-set mAP (0: none).", lower=0)
+    train_eval_final_only: bool = setting(
+        False, "Score the train-set mAP only at the end of the run, as the original did (once, after"
+        " training), not at every validation.", group=ORIGINAL)
     synthetic_ids: int = setting(200, "Identities of the generated synthetic dataset.", lower=4)
     valid_split: str = setting(
         "per_camera", "How held-out identities become queries and gallery: per_camera (one query per"

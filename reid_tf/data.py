@@ -71,7 +71,7 @@ def pk_index_batches(pids: Sequence[int], p: int, k: int, seed: int) -> tf.data.
 def train_dataset(
     records: Sequence[Record], p: int, k: int, height: int, width: int,
     augment: str = "basic", seed: int = 0, num_shards: int = 1, shard: int = 0,
-    batch_size: int | None = None, crop: str = "none",
+    batch_size: int | None = None, crop: str = "none", original_ops: tuple[str, ...] = ORIGINAL_OPS,
 ) -> tf.data.Dataset:
     """Endless (images [B, H, W, 3] float32, pids [B] int32) batches of P ids x K images.
 
@@ -90,7 +90,7 @@ def train_dataset(
     paths = tf.constant([r.path for r in records])
     labels = tf.constant([r.pid for r in records], tf.int32)
     first = shard * share
-    slot_ops = tf.constant(original_slot_ops(augment, p * k, seed) if augment in ORIGINAL_AUGMENTATIONS
+    slot_ops = tf.constant(original_slot_ops(augment, p * k, seed, original_ops) if augment in ORIGINAL_AUGMENTATIONS
                            else np.zeros((p * k, len(ORIGINAL_OPS)), bool))
 
     def own_slice(batch_number, indices):

@@ -76,7 +76,10 @@ class _Validation:
         if not self.role.is_chief:
             return None
         c = self.config
-        result = evaluate.validate(self.embed, self.splits, c.data, c.scoring, at_step, c.train.eval_rerank)
+        splits = self.splits
+        if c.data.train_eval_final_only and at_step != c.train.max_steps:
+            splits = {**splits, "train_eval": ([], [])}
+        result = evaluate.validate(self.embed, splits, c.data, c.scoring, at_step, c.train.eval_rerank)
         with self.writer.as_default():
             for key, value in result.items():
                 if key != "step":
@@ -131,7 +134,8 @@ def _train(config: config_lib.RunConfig, output_dir: str, strategy: tf.distribut
         return data.train_dataset(
             splits["train"], d.return_id_num, d.image_num_every_id, d.image_height, d.image_width,
             d.augment, seed=t.seed + 7919 * start, num_shards=ctx.num_input_pipelines,
-            shard=ctx.input_pipeline_id, batch_size=ctx.get_per_replica_batch_size(batch), crop=d.crop)
+            shard=ctx.input_pipeline_id, batch_size=ctx.get_per_replica_batch_size(batch), crop=d.crop,
+            original_ops=d.original_ops)
 
     iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
     train_step = objective.make_train_step(model, optimizer, strategy, config.loss, t.jit_compile, head,
