@@ -151,7 +151,9 @@ def rebuilt_backbone(model: keras.Model, last_stride: int = 2, batch_norm: str =
     rebuilt = keras.models.clone_model(model, clone_function=clone)
     rebuilt.set_weights(model.get_weights())
     grown = tuple(rebuilt.output.shape[1:3])  # twice the map, less one where a size was odd
-    if last_stride == 1 and not all(2 * f - 1 <= g <= 2 * f for f, g in zip(final, grown)):
+    windows = [tuple(getattr(layer, "kernel_size", None) or getattr(layer, "pool_size", (3, 3))) for layer in last]
+    patchify = any(w == (2, 2) for w in windows)  # a 2x2 window at stride 1 computes something else
+    if last_stride == 1 and (patchify or not all(2 * f - 1 <= g <= 2 * f for f, g in zip(final, grown))):
         raise BackboneError(
             f"--last_stride=1 does not apply to {model.name}: its last downsampling is not one stride-2"
             " layer that keeps a map twice as large at stride 1; use --last_stride=2")

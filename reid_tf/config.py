@@ -35,7 +35,7 @@ MIXED_PRECISION = ("none", "bfloat16", "float16")
 MININGS = ("batch_hard", "batch_hardest")
 CLUSTERS = ("tf_config", "slurm", "kubernetes")  # where `python -m reid_tf.train --cluster` finds workers
 # What `python -m reid_tf.export --format` writes, and how: options of an export, not of a run.
-EXPORT_FORMATS = ("saved_model", "tflite", "onnx", "backbone")
+EXPORT_FORMATS = ("saved_model", "tflite", "onnx", "backbone", "tracker", "search")
 PRECISIONS = ("float32", "bfloat16", "float16")
 QUANTIZATIONS = ("none", "float16", "dynamic_range", "int8")
 

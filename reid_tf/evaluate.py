@@ -114,6 +114,11 @@ def score(query_features: np.ndarray, gallery_features: np.ndarray, query_pids: 
         else None
     original = rerank.original_re_ranking(qf, gf, k1, k2, lam) if rerank_too and scoring.rerank_impl == "original" \
         else None
+    if original is not None and not np.isfinite(original).all():  # the original's bug (e): 0/0
+        logging.warning("the original re-ranking gave NaN for %d of %d probes (an empty k-reciprocal set, its"
+                        " bug): the re-ranked figures are left out; --k1/--k2 larger, or --rerank_impl=zhong",
+                        (~np.isfinite(original).all(axis=1)).sum(), len(original))
+        rerank_too, reranked = False, {}
     distances = metrics.distances_from(gf)
 
     def block(start: int, stop: int) -> None:

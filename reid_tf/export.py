@@ -30,7 +30,9 @@ def define_flags() -> None:
     flags.DEFINE_enum("format", "saved_model", config.EXPORT_FORMATS,
                       "saved_model: for TF Serving; tflite: LiteRT for devices; onnx: ONNX Runtime, TensorRT,"
                       " Triton; backbone: the backbone's Keras weights file, to start another run from"
-                      " (--backbone_weights=PATH).")
+                      " (--backbone_weights=PATH); tracker: boxmot's ReID ONNX (NCHW, ImageNet-standardised) with"
+                      " its sidecar, a raw-pixel ONNX for DeepStream and a LiteRT file; search: a SavedModel"
+                      " searching --index.")
     flags.DEFINE_enum("quantize", "none", config.QUANTIZATIONS,
                       "With --format=tflite: float16 weights, dynamic_range (int8 weights), or int8"
                       " (full-integer, calibrated on the run's training images).")
@@ -40,6 +42,10 @@ def define_flags() -> None:
     flags.DEFINE_string("data_dir", None, "The run's dataset folder, if not where it was trained (images to"
                         " check the export and to calibrate int8).")
     flags.DEFINE_integer("calibration_images", 300, "Training images that calibrate int8.", lower_bound=1)
+    reid_flags.group("Tracker and search")
+    flags.DEFINE_string("index", None, "With --format=search: the gallery index (tools/gallery.py index) of this"
+                        " model, served by the SavedModel's search signatures.")
+    flags.DEFINE_integer("k", 10, "With --format=search: results per query.", lower_bound=1)
     reid_flags.group("Serving limits")
     flags.DEFINE_integer("max_images_per_request", config.MAX_IMAGES_PER_REQUEST,
                          "Images one request may carry; more is refused.", lower_bound=1)
@@ -58,7 +64,7 @@ def main(argv: list[str]) -> None:
             FLAGS.output_dir, FLAGS.export_dir, step=FLAGS.step, version=FLAGS.version, overwrite=FLAGS.overwrite,
             max_images=FLAGS.max_images_per_request, max_pixels=FLAGS.max_image_pixels, fmt=FLAGS.format,
             quantize=FLAGS.quantize, data_dir=FLAGS.data_dir, calibration_images=FLAGS.calibration_images,
-            precision=FLAGS.precision)
+            precision=FLAGS.precision, index=FLAGS.index, k=FLAGS.k)
     except export_lib.ExportError as e:
         sys.exit(f"error: {e}")
     line = export_lib.describe(path)

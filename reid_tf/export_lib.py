@@ -25,7 +25,7 @@ from reid_tf.config import EXPORT_FORMATS, MAX_IMAGE_PIXELS, MAX_IMAGES_PER_REQU
 from reid_tf.versions import ExportError
 
 
-def _copy_in(model: keras.Model, config: config_lib.RunConfig, precision: str = "float32") -> keras.Model:
+def copy_in(model: keras.Model, config: config_lib.RunConfig, precision: str = "float32") -> keras.Model:
     """The model rebuilt from the config with the trained weights, computing in `precision`
     (bfloat16: CPUs with AVX512_BF16 or AMX, TPUs; float16: GPUs) whatever the run trained in.
     Weights and outputs stay float32."""
@@ -48,7 +48,7 @@ def export_saved_model(
 ) -> str:
     """Write the model as DIR/<version>/ with `serving_default` (pixels) and `serving_bytes`,
     computing in `precision`."""
-    clone = _copy_in(model, config, precision)
+    clone = copy_in(model, config, precision)
 
     def write(folder):
         # The asset file must exist while the SavedModel is written: beside it in the staging
@@ -83,7 +83,7 @@ def export_converted(
     if fmt == "onnx" and quantize != "none":
         raise ExportError("--quantize applies to --format=tflite; quantise ONNX in its own tools"
                           " (onnxruntime.quantization, TensorRT's int8 calibration)")
-    clone = _copy_in(model, config)
+    clone = copy_in(model, config)
     height, width = config.data.image_height, config.data.image_width
     if check_images is None:  # noise still tells a working model from a broken one
         check_images = np.random.default_rng(0).uniform(0, 255, (8, height, width, 3)).astype(np.float32)
@@ -232,8 +232,10 @@ def describe(path: str) -> str:
 def export_run(run_dir: str, export_dir: str, step: int | None = None, version: int | None = None,
                overwrite: bool = False, max_images: int = MAX_IMAGES_PER_REQUEST,
                max_pixels: int = MAX_IMAGE_PIXELS, fmt: str = "saved_model", quantize: str = "none",
-               data_dir: str | None = None, calibration_images: int = 300, precision: str = "float32") -> str:
-    """Export a training run's checkpoint; returns the version folder."""
+               data_dir: str | None = None, calibration_images: int = 300, precision: str = "float32",
+               index: str | None = None, k: int = 10) -> str:
+    """Export a training run's checkpoint; returns the version folder. `index` (a gallery index of
+    tools/gallery.py) and `k` are --format=search's."""
     model, config, step_value = restore_run_model(run_dir, step)
     version = step_value if version is None else version
     if fmt not in EXPORT_FORMATS:
@@ -247,6 +249,13 @@ def export_run(run_dir: str, export_dir: str, step: int | None = None, version: 
             raise ExportError("--quantize applies to --format=tflite")
         return export_saved_model(model, config, export_dir, version, step_value, overwrite, max_images,
                                   max_pixels, precision)
+    if fmt == "search":
+        if not index:
+            raise ExportError("--format=search needs --index=FOLDER, an index of this model (tools/gallery.py index)")
+        from reid_tf import search_export
+
+        return search_export.export_search(model, config, index, export_dir, version, step_value, k, overwrite,
+                                           max_images, max_pixels)
     if precision != "float32":
         raise ExportError(f"--precision applies to --format=saved_model; use --quantize for {fmt}")
     try:
@@ -257,5 +266,10 @@ def export_run(run_dir: str, export_dir: str, step: int | None = None, version: 
         images = None
         logging.warning("the run's dataset is not here: the export is checked on noise images")
     checks = None if images is None else images[:: max(1, len(images) // 8)][:8]
+    if fmt == "tracker":
+        from reid_tf import tracker_export
+
+        return tracker_export.export_tracker(model, config, export_dir, version, step_value, quantize, checks, images,
+                                             overwrite)[0]
     return export_converted(model, config, export_dir, version, step_value, fmt, quantize, checks, images,
                             overwrite)[0]

@@ -67,10 +67,14 @@ class Exported:
     @property
     def identity(self) -> str:
         """What tells this model from another (gallery indexes record it)."""
-        meta = self.metadata
-        return json.dumps({k: meta.get(k) for k in ("backbone", "step", "embedding_dim", "input_height",
-                                                      "input_width")} | {"config": meta.get("config")},
-                          sort_keys=True)
+        return identity_of(self.metadata)
+
+
+def identity_of(meta: dict) -> str:
+    """A model's identity from its metadata: its run's configuration, step and embedding size, the
+    same for every format exported from one checkpoint."""
+    return json.dumps({k: meta.get(k) for k in ("backbone", "step", "embedding_dim", "input_height", "input_width",
+                                                  "config")}, sort_keys=True)
 
 
 def _size_and_crop(meta: dict, path: str) -> tuple[int, int, str]:
@@ -104,6 +108,7 @@ def open_export(path: str, threads: int | None = None) -> Exported:
     if tf.io.gfile.isdir(path):
         inside = sorted(os.path.join(path, n) for n in tf.io.gfile.listdir(path)
                         if n.endswith((".tflite", ".onnx")) and not n.endswith("_raw255.onnx"))
+        inside.sort(key=lambda p: not p.endswith(".onnx"))  # a tracker's ONNX before its LiteRT file
         if not inside:
             raise ExportedModelError(f"{path} holds no saved_model.pb, .tflite or .onnx model")
         path = inside[0]
@@ -112,18 +117,26 @@ def open_export(path: str, threads: int | None = None) -> Exported:
         raise ExportedModelError(f"{path}: not an exported model (a SavedModel folder, .tflite or .onnx)")
     meta = read_metadata(path)
     height, width, crop = _size_and_crop(meta, path)
+    tracker = meta.get("format") == "tracker"
     try:
         if suffix == ".tflite":
             run, fmt = convert.tflite_embed_fn(path, threads), "tflite"
-        elif meta.get("format") == "tracker":
-            run, fmt = convert.tracker_onnx_embed_fn(path, threads), "tracker"
+        elif tracker:
+            from reid_tf.tracker_export import tracker_onnx_run
+
+            run, fmt = tracker_onnx_run(path, threads), "tracker"
         else:
             run, fmt = convert.onnx_embed_fn(path, threads), "onnx"
     except convert.ConversionError as e:
         raise ExportedModelError(str(e)) from None
 
     def embed(images):
-        return np.asarray(run(np.asarray(images, np.float32)), np.float32)
+        images = np.asarray(images, np.float32)
+        if tracker:  # the tracker's input: ImageNet-standardised, NCHW for ONNX, NHWC for LiteRT
+            from reid_tf.tracker_export import standardised
+
+            images = standardised(images) if suffix == ".onnx" else standardised(images).transpose(0, 2, 3, 1)
+        return np.asarray(run(images), np.float32)
 
     return Exported(path, fmt, meta, embed, height, width, crop)
 

@@ -76,21 +76,35 @@ def ranked_retrieval(
         same = g_pids[order_q] == query[q].pid
         valid = ~(same & (g_cams[order_q] == query[q].camid)) & (g_pids[order_q] != JUNK_PID)
         top = order_q[valid][:top_k]
-        tiles = [_tile(query[q].path, size, GRAY, "query", _who(query[q]))]
-        tiles += [_tile(gallery[g].path, size, GREEN if g_pids[g] == query[q].pid else RED,
-                        f"#{rank} {distmat[q, g]:.3g}", _who(gallery[g])) for rank, g in enumerate(top, 1)]
-        gap, header = 12, 22
-        strip = Image.new("RGB", (sum(t.width for t in tiles) + gap, tiles[0].height + header), "white")
-        x = 0
-        for i, t in enumerate(tiles):
-            strip.paste(t, (x, header))
-            x += t.width + (gap if i == 0 else 0)
-        ImageDraw.Draw(strip).text(
-            (2, 3), f"query {os.path.basename(query[q].path)}   order: {order}", fill="black", font=_font(14))
         path = os.path.join(out_dir, f"ranked_{q:05d}.png")
-        strip.save(path)
+        ranked_strip(query[q], [(gallery[g], distmat[q, g]) for g in top], path, order, size)
         written.append(path)
     return written
+
+
+def ranked_strip(query: Record, results: Sequence[tuple[Record, float]], path: str, order: str,
+                 size: tuple[int, int] = (64, 128)) -> str:
+    """One PNG: the query (gray frame), then each result in order, framed green where its identity is
+    the query's, red where it is another, gray where either is unknown (-1), captioned with its rank
+    and distance above and its identity and camera below."""
+    def frame(record):
+        if record.pid < 0 or query.pid < 0:
+            return GRAY
+        return GREEN if record.pid == query.pid else RED
+
+    tiles = [_tile(query.path, size, GRAY, "query", _who(query))]
+    tiles += [_tile(r.path, size, frame(r), f"#{rank} {d:.3g}", _who(r)) for rank, (r, d) in enumerate(results, 1)]
+    gap, header = 12, 22
+    strip = Image.new("RGB", (sum(t.width for t in tiles) + gap, tiles[0].height + header), "white")
+    x = 0
+    for i, t in enumerate(tiles):
+        strip.paste(t, (x, header))
+        x += t.width + (gap if i == 0 else 0)
+    ImageDraw.Draw(strip).text((2, 3), f"query {os.path.basename(query.path)}   order: {order}", fill="black",
+                               font=_font(14))
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    strip.save(path)
+    return path
 
 
 def activation_pictures(images: np.ndarray, maps: np.ndarray, records: Sequence[Record], out_dir: str,
@@ -152,4 +166,46 @@ def plot_runs(runs: list, path: str) -> None:
                fontsize="small", frameon=False)
     fig.tight_layout(rect=(0, 0.04 + 0.03 * ((len(runs) - 1) // 5), 1, 1))
     fig.savefig(path, format="png", dpi=110)
+    plt.close(fig)
+
+
+def comparison_panels(summaries: dict, claims, path: str, figures) -> None:
+    """One small panel per conclusion of the log: the row and what it is judged against, mean over
+    seeds with the range of seeds shaded, against step; `figures(summaries, run, metric, step)`
+    gives {seed: value}. Each panel says what it plots."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = [c for c in claims if c.against is None]
+    columns = 4
+    rows = -(-len(shown) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.2 * rows), squeeze=False)
+    for ax, claim in zip(axes.ravel(), shown):
+        lines = [(claim.row, claim.metric, "tab:red"),
+                 (claim.compared_with, claim.compared_metric or claim.metric, "tab:blue")]
+        for run, metric, colour in lines:
+            steps = sorted({r["step"] for s in summaries.get(run, {}).values() for r in s["validations"]
+                            if r["step"] <= claim.step and metric in r})
+            stats = [np.array(list(figures(summaries, run, metric, step).values())) for step in steps]
+            if not steps:
+                continue
+            ax.plot(steps, [v.mean() for v in stats], color=colour, marker=".",
+                    label=f"{run} ({metric}, {max(len(v) for v in stats)} seeds)")
+            ax.fill_between(steps, [v.min() for v in stats], [v.max() for v in stats], color=colour, alpha=0.2)
+        ax.set_title(f"{claim.row}: {claim.conclusion}"[:60], fontsize=8)
+        ax.set_xlabel("step", fontsize=7)
+        ax.set_ylabel(claim.metric if claim.metric != "mAP" else "validation mAP (original protocol)", fontsize=7)
+        ax.tick_params(labelsize=7)
+        ax.axvline(claim.step, color="gray", lw=0.5, ls=":")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=6, loc="best")
+        ax.grid(alpha=0.3)
+    for ax in axes.ravel()[len(shown):]:
+        ax.axis("off")
+    fig.suptitle("Each conclusion of the log: the row (red) and what it is judged against (blue), mean over seeds,"
+                 " the seeds' range shaded; the dotted line is the step judged", fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.98))
+    fig.savefig(path, format="png", dpi=90, metadata={"Software": None})
     plt.close(fig)

@@ -38,16 +38,42 @@ def parse_rest_response(response: dict, output: str = OUTPUT) -> np.ndarray:
     return np.array([row[output] if isinstance(row, dict) else row for row in rows], np.float32)
 
 
+SEARCH_OUTPUTS = ("indices", "paths", "distances")  # a --format=search export's search_bytes
+
+
+def parse_search_response(response: dict) -> dict[str, np.ndarray]:
+    """{indices, paths, distances} [n, k] from a REST answer of a search signature (row format)."""
+    if "error" in response:
+        raise ServingError(f"TF Serving answered: {response['error']}")
+    rows = response["predictions"]
+    return {key: np.array([row[key] for row in rows]) for key in SEARCH_OUTPUTS}
+
+
+def _post(url: str, body: dict, timeout: float) -> dict:
+    request = urllib.request.Request(url, data=json.dumps(body).encode("utf-8"),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as answer:
+        return json.loads(answer.read())
+
+
+def search_rest(images: Sequence[bytes], host: str = "localhost", port: int = 8501, model_name: str = "reid",
+                timeout: float = 30.0) -> dict[str, np.ndarray]:
+    """The k nearest gallery entries (indices, paths, distances) of each encoded image, from a
+    `--format=search` export in TF Serving (REST)."""
+    return _rest(images, host, port, model_name, "search_bytes", timeout, parse_search_response)
+
+
 def predict_rest(images: Sequence[bytes], host: str = "localhost", port: int = 8501,
                  model_name: str = "reid", signature_name: str = "serving_bytes",
                  timeout: float = 30.0) -> np.ndarray:
     """Embeddings of encoded images from TF Serving's REST API."""
+    return _rest(images, host, port, model_name, signature_name, timeout, parse_rest_response)
+
+
+def _rest(images, host, port, model_name, signature_name, timeout, parse):
     url = f"http://{host}:{port}/v1/models/{model_name}:predict"
-    body = json.dumps(rest_request_body(images, signature_name)).encode("utf-8")
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as answer:
-            return parse_rest_response(json.loads(answer.read()))
+        return parse(_post(url, rest_request_body(images, signature_name), timeout))
     except urllib.error.HTTPError as e:
         detail = e.read().decode("utf-8", "replace")
         try:

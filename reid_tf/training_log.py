@@ -134,12 +134,26 @@ def write_summary(run_dir: str, name: str, seed: int, path: str) -> None:
     with open(os.path.join(run_dir, run_dir_lib.FLAGS_FILE), encoding="utf-8") as f:
         flags = [line.strip() for line in f if line.strip()]
     summary = {"run": name, "seed": seed, "flags": flags, "first_step": run_dir_lib.read_first_step(run_dir),
-               "validations": run_dir_lib.read_validations(os.path.join(run_dir, run_dir_lib.VALIDATIONS))}
+               "validations": run_dir_lib.read_validations(os.path.join(run_dir, run_dir_lib.VALIDATIONS)),
+               "train_images": _train_images(run_dir)}
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path + ".tmp", "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=1, sort_keys=True)
         f.write("\n")
     os.replace(path + ".tmp", path)
+
+
+def _train_images(run_dir: str) -> int | None:
+    """How many images the run trained on (its dataset's training split, less the held-out ids)."""
+    from reid_tf import datasets
+    from reid_tf import run_dir as run_dir_lib
+
+    config = run_dir_lib.load_config(run_dir)
+    try:
+        splits = datasets.split_records(datasets.load_training_sets(config.data), config.data, config.train.seed)
+    except datasets.DatasetError:
+        return None
+    return len(splits["train"])
 
 
 def read_summaries(folder: str) -> dict[str, dict[int, dict]]:

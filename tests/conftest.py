@@ -22,14 +22,15 @@ def market_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def trained_run(market_dir, tmp_path_factory):
-    """A finished tiny run (4 steps, validated at 0, 2 and 4, exported at export/4). Read it only:
-    a test that changes a run copies it first (`run_copy`)."""
+    """A finished tiny run (30 steps, validated at 0, 10, 20 and 30, exported at export/30). Read it
+    only: a test that changes a run copies it first (`run_copy`)."""
     from helpers import tiny_config
 
     from reid_tf import train_lib
 
     out = str(tmp_path_factory.mktemp("trained") / "run")
-    train_lib.run(tiny_config(market_dir, eval_before_training=True), out, "--seed=0\n")
+    config = tiny_config(market_dir, eval_before_training=True, max_steps=30, eval_every=10, checkpoint_every=10)
+    train_lib.run(config, out, "--seed=0\n")
     return out
 
 
@@ -44,4 +45,4 @@ def run_copy(trained_run, tmp_path):
 @pytest.fixture(scope="session")
 def saved_model(trained_run):
     """The shared run's SavedModel export."""
-    return os.path.join(trained_run, "export", "4")
+    return os.path.join(trained_run, "export", "30")

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 from helpers import REPO, checkpoint_steps, tiny_config
 
-from reid_tf import evaluate, export, export_lib, run_dir, train_lib
+from reid_tf import evaluate, export_lib, run_dir, train_lib
 
 # Runs the tiny config (checkpoint and validation every step) and, where asked, dies by SIGKILL
 # at one chosen instant: half-way through a write, or between a checkpoint's files and its state.
@@ -18,7 +18,7 @@ DRIVER = r"""
 import os, signal, sys
 sys.path.insert(0, sys.argv[4])
 from helpers import tiny_config
-from reid_tf import export_lib, run_dir, train_lib
+from reid_tf import run_dir, train_lib, versions
 from absl import logging
 from tensorflow.python.checkpoint import checkpoint_management
 
@@ -56,7 +56,7 @@ elif fault == "checkpoint":  # ckpt-N's files are written, the state file still 
         return real_state(*args, **kwargs)
     checkpoint_management.update_checkpoint_state_internal = state
 elif fault == "export":  # the SavedModel is written in its .tmp- folder, not yet moved in place
-    export._move_folder = lambda *a: die()
+    versions.move_folder = lambda *a: die()
 config = tiny_config(market, max_steps=6, checkpoint_every=1, eval_every=1)
 summary = train_lib.run(config, out)
 print("STEP", summary["step"])
@@ -131,7 +131,7 @@ def test_sigterm_during_validation_finishes_it_and_saves_the_step(market_dir, tm
 
 
 def test_sigterm_during_the_final_export_lets_it_finish(market_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(export, "export_saved_model", sigterm_then(export_lib.export_saved_model))
+    monkeypatch.setattr(export_lib, "export_saved_model", sigterm_then(export_lib.export_saved_model))
     out = tmp_path / "run"
     summary = train_lib.run(tiny_config(market_dir), str(out))
     assert summary["step"] == 4 and (out / "export" / "4" / "saved_model.pb").exists()

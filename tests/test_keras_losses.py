@@ -156,15 +156,15 @@ def test_compile_fit_equals_the_loops_loss_and_saves_as_keras(pk_batches, tmp_pa
         model.evaluate(images, pids, batch_size=8, verbose=0), abs=1e-6)
 
 
-def test_the_readmes_keras_example_learns(market_dir):
-    """The README's "Use the pieces in your own Keras code", run as written, on the tiny set."""
-    readme = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
-    section = readme.split("## Use the pieces in your own Keras code", 1)[1]
+def test_the_docs_keras_example_learns(market_dir):
+    """docs/training.md's "Use the pieces in your own Keras code", run as written, on the tiny set."""
+    page = open(os.path.join(REPO, "docs", "training.md"), encoding="utf-8").read()
+    section = page.split("## Use the pieces in your own Keras code", 1)[1]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     settings = {"DATA": repr(market_dir), "HEIGHT": "64", "WIDTH": "32", "P": "4", "K": "2", "STEPS": "120"}
     for name, value in settings.items():
         code, count = re.subn(rf"^{name} = .*$", f"{name} = {value}", code, flags=re.M)
         assert count == 1, name
     scope = {}
-    exec(compile(code, "README.md", "exec"), scope)
+    exec(compile(code, "docs/training.md", "exec"), scope)
     assert scope["after"]["mAP"] > scope["before"]["mAP"] + 0.05

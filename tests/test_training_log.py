@@ -139,22 +139,43 @@ def test_the_rerun_scales_sizes_and_steps_by_one_factor_each():
     try:
         import rerun_log
 
-        bot = rerun_log.flagfile_values("resnet_bot")
-        flags = rerun_log.scaled(bot, 64 / 224, 1 / 50)
-        ide = rerun_log.scaled(rerun_log.flagfile_values("resnet_IDE"), 64 / 224, 1 / 50)
-        base = rerun_log.scaled(rerun_log.flagfile_values("resnet"), 64 / 224, 1 / 50)
+        bot = rerun_log.scaled(rerun_log.flagfile_values("resnet_bot"))
+        ide = rerun_log.scaled(rerun_log.flagfile_values("resnet_IDE"))
+        base = rerun_log.scaled(rerun_log.flagfile_values("resnet"))
     finally:
         os.chdir(cwd)
-    assert "--image_height=73" in flags and "--image_width=37" in flags  # 256x128 in proportion
-    assert "--image_height=64" in base and "--image_width=32" in base
-    assert "--max_steps=485" in flags and "--lr_boundaries=162,283" in flags and "--warmup_steps=40" in flags
-    assert "--max_steps=100" in ide and "--decay_steps=200" in ide and "--eval_every=100" in ide
-    assert "--max_steps=400" in base and "--checkpoint_every=100" in base
-    allowed = rerun_log.SIZE_FLAGS + rerun_log.STEP_FLAGS + ("lr_boundaries",)
-    assert {f.split("=")[0] for f in flags} <= {f"--{k}" for k in allowed}
-    assert len(rerun_log.ROWS) == 14 and len({r[0] for r in rerun_log.ROWS}) == 14
-    for name, *_ in rerun_log.ROWS:
-        assert os.path.exists(os.path.join(REPO, "flags", f"{name}.cfg"))
+    assert "--image_height=72" in bot and "--image_width=36" in bot  # 256x128: even, of the same aspect
+    assert "--image_height=64" in base and "--image_width=32" in base  # 224x112 x 2/7
+    assert "--max_steps=242" in bot and "--lr_boundaries=81,141" in bot and "--warmup_steps=20" in bot
+    assert "--max_steps=50" in ide and "--decay_steps=100" in ide and "--eval_every=50" in ide
+    assert "--max_steps=200" in base and "--checkpoint_every=50" in base
+    allowed = ("image_height", "image_width") + rerun_log.STEP_FLAGS + ("lr_boundaries",)
+    assert {f.split("=")[0] for f in bot} <= {f"--{k}" for k in allowed}
+
+
+def test_the_rerun_runs_every_row_and_control_with_enough_seeds():
+    from reid_tf import training_log
+
+    names = [r.name for r in training_log.RUNS]
+    assert len(names) == len(set(names))
+    for run in training_log.RUNS:
+        assert os.path.exists(os.path.join(REPO, "flags", f"{run.flagfile}.cfg"))
+    for claim in training_log.CLAIMS:  # every run a conclusion names exists
+        assert claim.row in names and (claim.compared_with is None or claim.compared_with in names)
+    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+    import rerun_log
+
+    plan = rerun_log.plan()
+    seeds = {name: {s for n, s in plan if n == name} for name in names}
+    assert all(len(s) >= 3 for s in seeds.values())
+    assert all(seeds[n] == {0, 1, 2, 3, 4} for n in training_log.five_seed_runs())
+    assert "resnet" in training_log.five_seed_runs()
+    # A warm start runs after its parent of the same seed.
+    order = [f"{n}-{s}" for n, s in plan]
+    for name, seed in plan:
+        parent = next(r.parent for r in training_log.RUNS if r.name == name)
+        if parent:
+            assert order.index(f"{parent}-{seed}") < order.index(f"{name}-{seed}")
 
 
 def test_a_finished_run_started_again_keeps_its_first_loss(source, market_dir):

@@ -90,8 +90,8 @@ def _table(scores: dict, protocol: str) -> str:
         if f"{prefix}mAP{suffix}" in scores:
             row_keys = keys if not prefix else ("mAP", "rank1", "rank5", "rank10", "rank20",
                                                 "mINP" if other != "original" else "mAP_at_200")
-            lines.append(f"{label:18} " + " ".join(f"{scores.get(f'{prefix}{k}{suffix}', float('nan')):10.4f}"
-                                                  for k in row_keys))
+            values = [scores.get(f"{prefix}{k}{suffix}", float("nan")) for k in row_keys]
+            lines.append(f"{label:18} " + " ".join(f"{v:10.4f}" if v == v else f"{'–':>10}" for v in values))
     return "\n".join(lines)
 
 
@@ -169,7 +169,8 @@ def main(argv):
           f" images, protocol {scoring.protocol}")
     print(_table(scores, scoring.protocol))
     if FLAGS.output_json:
-        summary = {k: v for k, v in scores.items() if "cmc" not in k and not (isinstance(v, float) and np.isnan(v))}
+        summary = {k: None if isinstance(v, float) and np.isnan(v) else v  # a rank past the curve: null
+                   for k, v in scores.items() if "cmc" not in k}
         with open(FLAGS.output_json, "w", encoding="utf-8") as f:
             json.dump(summary, f, indent=2, sort_keys=True)
     if FLAGS.save_features:

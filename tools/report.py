@@ -6,6 +6,7 @@ Arguments are run folders or folders holding them. Without --output the table is
 """
 
 import json
+import os
 import sys
 
 from absl import app, flags, logging
@@ -19,12 +20,22 @@ flags.DEFINE_string("plot", None, "Write the curves (mAP and loss against step) 
 flags.DEFINE_string("baseline", None, "The run (name or folder) others are compared with; default: the first"
                     " run.")
 flags.DEFINE_string("json", None, "Write the same data as JSON here.")
+flags.DEFINE_string("training_log", None, "Write docs/training_log.md (--output) from the log re-run's summaries"
+                    " in this folder (benchmarks/rerun_log.py --summaries), with verdicts.json and the panels.")
 flags.DEFINE_string("reference", None, "A JSON file {run name: text} shown in a column beside the result (e.g."
                     " the original log's results).")
 FLAGS = flags.FLAGS
 
 
 def main(argv):
+    if FLAGS.training_log:
+        from reid_tf import training_log_report
+
+        output = FLAGS.output or "docs/training_log.md"
+        with open(os.path.join(FLAGS.training_log, "doc_template.md"), encoding="utf-8") as f:
+            verdicts = training_log_report.write(FLAGS.training_log, output, f.read())
+        print(f"wrote {output} ({len(verdicts)} verdicts)")
+        return
     if len(argv) < 2:
         sys.exit("usage: python tools/report.py RUN_DIR_OR_PARENT... [--output=report.md]")
     console.quiet(timestamps=False)  # one plain line each

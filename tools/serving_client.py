@@ -21,6 +21,8 @@ flags.DEFINE_string("model_name", "reid", "Model name TF Serving serves.")
 flags.DEFINE_string("signature_name", "serving_bytes", "Signature taking JPEG/PNG bytes.")
 flags.DEFINE_float("timeout", 30.0, "Seconds to wait for an answer.")
 flags.DEFINE_boolean("distance", False, "Print the distance between the first two images.")
+flags.DEFINE_boolean("search", False, "Ask a --format=search export (its search_bytes signature, REST) for each"
+                     " image's nearest gallery entries.")
 reid_flags.required("images")
 FLAGS = flags.FLAGS
 
@@ -35,6 +37,16 @@ def main(argv):
                 images.append(f.read())
         except OSError as e:
             sys.exit(f"error: cannot read {path}: {e.strerror}")
+    if FLAGS.search:
+        try:
+            found = serving.search_rest(images, FLAGS.host, FLAGS.port or 8501, FLAGS.model_name, FLAGS.timeout)
+        except serving.ServingError as e:
+            sys.exit(f"error: {e}")
+        for q, path in enumerate(FLAGS.images):
+            print(path)
+            for rank, (p, d) in enumerate(zip(found["paths"][q], found["distances"][q]), 1):
+                print(f"  {rank:3d}. {float(d):9.4f}  {p}")
+        return
     call = serving.predict_rest if FLAGS.protocol == "rest" else serving.predict_grpc
     port = FLAGS.port or (8501 if FLAGS.protocol == "rest" else 8500)
     try:

@@ -34,8 +34,10 @@ def dataset_entries(cfg: DataConfig) -> list[tuple[str, str]]:
     return list(zip(names, folders))
 
 
-def load_dataset(name: str, folder: str, cfg: DataConfig) -> dict[str, list[Record]]:
-    """Train, query and gallery records of one registered dataset."""
+def load_dataset(name: str, folder: str, cfg: DataConfig | None = None) -> dict[str, list[Record]]:
+    """Train, query and gallery records of one registered dataset (`cfg`: its options, e.g. CUHK03-NP's
+    label set; default: the defaults)."""
+    cfg = cfg or DataConfig(dataset=name, data_dir=folder)
     spec = REGISTRY.get(name)
     if spec is None:
         raise DatasetError(f"--dataset={name}: one of {', '.join(REGISTRY)}")
