@@ -15,7 +15,7 @@ from collections.abc import Callable
 import keras
 import tensorflow as tf
 
-from reid_tf import osnet
+from reid_tf import osnet, resnet_torch
 from reid_tf.config import BACKBONES
 
 
@@ -33,7 +33,7 @@ class Spec:
     preprocessing of [0, 255] RGB pixels it was trained with (`model.PixelPreprocessing` modes;
     "none" where the network normalises inside itself)."""
 
-    build: Callable[[tuple[int, int, int], bool, str], keras.Model]
+    build: Callable[..., keras.Model]  # (input_shape, imagenet, name, init) -> model
     preprocessing: str
     imagenet: bool = True  # Keras ships ImageNet weights
 
@@ -41,7 +41,7 @@ class Spec:
 def _keras(constructor, named: bool = True):
     """A keras.applications constructor, headless, its model called `name` (EfficientNetV2 reads
     its own name as its configuration's: it is renamed by a wrapping model instead)."""
-    def build(shape, imagenet, name):
+    def build(shape, imagenet, name, init="keras"):
         kwargs = {"name": name} if named else {}
         with warnings.catch_warnings():  # MobileNet: "weights for input shape (224, 224) will be loaded"
             warnings.simplefilter("ignore")
@@ -69,9 +69,12 @@ REGISTRY: dict[str, Spec] = {
     "convnext_tiny": Spec(_keras(_apps.ConvNeXtTiny), "none"),
     "convnext_small": Spec(_keras(_apps.ConvNeXtSmall), "none"),
     "densenet121": Spec(_keras(_apps.DenseNet121), "torch"),
-    **{name: Spec(lambda shape, _, name: osnet.osnet(name, shape), "torch", imagenet=False)
-       for name in osnet.WIDTHS},
-    "small": Spec(lambda shape, _, name: small_backbone(shape), "tf", imagenet=False),
+    **{name: Spec(lambda shape, _, name, init="keras": osnet.osnet(name, shape, init), "torch", imagenet=False)
+       for name in ("osnet_x1_0", "osnet_x0_75", "osnet_x0_5", "osnet_x0_25", "osnet_ibn_x1_0", "osnet_ain_x1_0",
+                    "osnet_ain_x0_75", "osnet_ain_x0_5", "osnet_ain_x0_25")},
+    "resnet50_torch": Spec(lambda shape, _, name, init="keras": resnet_torch.resnet50_torch(shape, init, name),
+                           "torch", imagenet=False),
+    "small": Spec(lambda shape, _, name, init="keras": small_backbone(shape), "tf", imagenet=False),
 }
 assert tuple(REGISTRY) == BACKBONES, "config.BACKBONES lists the registry's names, in order"
 
@@ -184,9 +187,9 @@ def preprocessing(name: str) -> str:
 
 
 def build_backbone(name: str, weights: str, input_shape: tuple[int, int, int],
-                   last_stride: int = 2, batch_norm: str = "train") -> keras.Model:
+                   last_stride: int = 2, batch_norm: str = "train", init: str = "keras") -> keras.Model:
     """A headless backbone returning its last feature map; weights: imagenet, none or a path;
-    `batch_norm`: how its batch norm trains (--backbone_bn)."""
+    `batch_norm`: how its batch norm trains (--backbone_bn); `init`: --backbone_init."""
     if name not in REGISTRY:
         raise BackboneError(f"--backbone={name}: one of {', '.join(REGISTRY)}")
     if last_stride not in (1, 2):
@@ -199,10 +202,10 @@ def build_backbone(name: str, weights: str, input_shape: tuple[int, int, int],
     if imagenet and not spec.imagenet:
         raise WeightsUnavailableError(
             f"{name} has no ImageNet weights in Keras: use --backbone_weights=none (from scratch) or a"
-            " weights file, e.g. the backbone of a run trained here (python -m reid_tf.export"
-            " --output_dir=RUN --export_dir=DIR --format=backbone)")
+            " weights file: a PyTorch checkpoint converted by tools/convert_torchreid.py, or the backbone of a run"
+            " trained here (python -m reid_tf.export --output_dir=RUN --export_dir=DIR --format=backbone)")
     try:
-        backbone = spec.build(input_shape, imagenet, name)
+        backbone = spec.build(input_shape, imagenet, name, init)
     except Exception as e:  # noqa: BLE001 - Keras raises plain Exception on a failed download
         if not imagenet:
             raise
@@ -258,10 +261,11 @@ def load_backbone_weights(backbone: keras.Model, path: str, name: str,
 
 
 def save_backbone_weights(backbone: keras.Model, name: str, input_shape: tuple[int, int, int],
-                          path: str) -> None:
+                          path: str, record_size: bool = True) -> None:
     """Write a backbone's weights as its library lays them out (plain BatchNormalization layers),
     so the file loads into keras.applications' network and into `--backbone_weights`; the
-    backbone's name and input size go with it."""
+    backbone's name goes with it, and its input size unless `record_size` is False (weights
+    converted from another toolbox serve any size)."""
     import h5py
 
     plain = plain_backbone(name, input_shape)
@@ -269,7 +273,8 @@ def save_backbone_weights(backbone: keras.Model, name: str, input_shape: tuple[i
     plain.save_weights(path)
     with h5py.File(path, "a") as f:
         f.attrs[_FILE_BACKBONE] = name
-        f.attrs[_FILE_INPUT] = list(input_shape)
+        if record_size:
+            f.attrs[_FILE_INPUT] = list(input_shape)
 
 
 def plain_backbone(name: str, input_shape: tuple[int, int, int]) -> keras.Model:

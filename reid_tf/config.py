@@ -27,7 +27,9 @@ ORIGINAL = "The 2017 original (each off by default)"
 BACKBONES = ("resnet50", "resnet101", "resnet152", "resnet50v2", "resnet101v2", "resnet152v2",
              "mobilenet_v3_small", "mobilenet_v3_large", "efficientnetv2_b0", "efficientnetv2_b1",
              "efficientnetv2_b2", "efficientnetv2_b3", "efficientnetv2_s", "convnext_tiny", "convnext_small",
-             "densenet121", "osnet_x1_0", "osnet_x0_75", "osnet_x0_5", "osnet_x0_25", "small")
+             "densenet121", "osnet_x1_0", "osnet_x0_75", "osnet_x0_5", "osnet_x0_25", "osnet_ibn_x1_0",
+             "osnet_ain_x1_0", "osnet_ain_x0_75", "osnet_ain_x0_5", "osnet_ain_x0_25", "resnet50_torch", "small")
+TORCH_LAYOUT = ("osnet", "resnet50_torch")  # backbones named as torchreid's / torchvision's state_dicts
 AUGMENTATIONS = ("none", "basic", "enhanced", "bot", "original_e50be2b", "original_d26b97d")
 HEADS = ("fc1024", "fc", "fc512", "none")
 PROTOCOLS = ("market1501", "official", "original")
@@ -113,7 +115,15 @@ class DataConfig:
 class ModelConfig:
     backbone: str = setting("resnet50", "Backbone network.", choices=BACKBONES,
                             words=lambda v, c: f"{v} ({phrases.weights(c.model)})")
-    backbone_weights: str = setting("imagenet", "imagenet, none, or a weights file.")
+    backbone_weights: str = setting("imagenet", "imagenet, none, or a weights file (a run's --format=backbone"
+                                    " export, or tools/convert_torchreid.py's conversion of a PyTorch checkpoint).")
+    backbone_init: str = setting("keras", "The initialisers of a backbone trained from scratch: keras (Keras'"
+                                 " defaults), or torchreid (Kaiming normal, fan-out, as torchreid and torchvision"
+                                 " initialise OSNet and ResNet); OSNet and resnet50_torch only.",
+                                 choices=("keras", "torchreid"),
+                                 words=lambda v, c: "torchreid init" if v == "torchreid" else "")
+    head_weights: str = setting("", "With --head=fc512: a weights file of its fc and BN (tools/convert_torchreid.py"
+                                " --head_output), so a torchreid checkpoint embeds as it did in torchreid.")
     pooling: str = setting("avg", "Pooling after the backbone; none = flatten.", choices=("avg", "max", "none"),
                            words=lambda v, c: {"avg": "avg pool", "max": "max pool",
                                                "none": "no pool (flatten)"}[v])
@@ -168,6 +178,10 @@ class ModelConfig:
             raise ConfigError("--neck_feat=before needs --neck=bnneck (without a neck there is no after)")
         if self.last_stride != 2 and self.backbone == "small":
             raise ConfigError("--last_stride=1 does not apply to small: use --last_stride=2")
+        if self.backbone_init == "torchreid" and not self.backbone.startswith(TORCH_LAYOUT):
+            raise ConfigError(f"--backbone_init=torchreid applies to OSNet and resnet50_torch, not {self.backbone}")
+        if self.head_weights and self.head != "fc512":
+            raise ConfigError("--head_weights is the fc512 head's: use it with --head=fc512")
 
 
 @dataclass(frozen=True)

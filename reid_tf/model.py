@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from reid_tf import backbones
-from reid_tf.backbones import backbone_of, build_backbone
+from reid_tf.backbones import backbone_of, build_backbone  # noqa: F401 - public here too (reid_tf.model.build_backbone)
 from reid_tf.config import ModelConfig, RunConfig
 
 
@@ -87,7 +87,7 @@ def build_model(input_shape: tuple[int, int, int] = (224, 112, 3), config: Model
     """
     m = dataclasses.replace(config or ModelConfig(), **settings)
     m.validate()
-    base = build_backbone(m.backbone, m.backbone_weights, input_shape, m.last_stride, m.backbone_bn)
+    base = build_backbone(m.backbone, m.backbone_weights, input_shape, m.last_stride, m.backbone_bn, m.backbone_init)
     base.trainable = m.trainable == "all"
     inputs = keras.Input(input_shape, name="images")
     mode = "unit" if m.pixel_range == "unit" else backbones.preprocessing(m.backbone)
@@ -117,13 +117,21 @@ def build_model(input_shape: tuple[int, int, int] = (224, 112, 3), config: Model
     if m.output_activation == "softmax":
         x = keras.layers.Softmax(dtype="float32", name="softmax")(x)
     if m.neck == "none":
-        return keras.Model(inputs, x, name=f"reid_{m.backbone}")
+        return _with_head_weights(keras.Model(inputs, x, name=f"reid_{m.backbone}"), m)
     # BoT's BNNeck: a BatchNorm whose shift is frozen at 0 (no beta at all: center=False).
     # Momentum and epsilon as PyTorch's BatchNorm1d, which BoT uses.
     after = keras.layers.BatchNormalization(center=False, momentum=0.9, epsilon=1e-5, synchronized=True,
                                             dtype="float32", name="bnneck")(x)
     outputs = {"embeddings": after if m.neck_feat == "after" else x, "features": x, "neck": after}
-    return keras.Model(inputs, outputs, name=f"reid_{m.backbone}")
+    return _with_head_weights(keras.Model(inputs, outputs, name=f"reid_{m.backbone}"), m)
+
+
+def _with_head_weights(model: keras.Model, m: ModelConfig) -> keras.Model:
+    if m.head_weights:
+        from reid_tf import torch_zoo
+
+        torch_zoo.load_head_weights(model, m.head_weights)
+    return model
 
 
 def embeddings_of(outputs) -> tf.Tensor:
