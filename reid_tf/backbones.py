@@ -268,8 +268,10 @@ def save_backbone_weights(backbone: keras.Model, name: str, input_shape: tuple[i
     converted from another toolbox serve any size)."""
     import h5py
 
-    plain = plain_backbone(name, input_shape)
-    plain.set_weights(backbone.get_weights())
+    plain = backbone
+    if any(isinstance(layer, FusedBatchNormalization) for layer in backbone.layers):
+        plain = plain_backbone(name, input_shape)
+        plain.set_weights(backbone.get_weights())
     plain.save_weights(path)
     with h5py.File(path, "a") as f:
         f.attrs[_FILE_BACKBONE] = name

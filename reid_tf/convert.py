@@ -88,9 +88,16 @@ def _converted(converter: tf.lite.TFLiteConverter, quantize: str, calibration: n
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     try:
         with console.native_lines_dropped(r"^fully_quantize: ", r"^INFO: Created TensorFlow Lite"):
-            return converter.convert()
+            flatbuffer = converter.convert()
     except Exception as e:  # noqa: BLE001 - the converter raises many kinds
         raise ConversionError(f"LiteRT conversion failed: {str(e).strip().splitlines()[-1][:200]}") from None
+    if quantize == "int8":
+        from reid_tf import xnnpack
+
+        flatbuffer, widened = xnnpack.fitted(flatbuffer)
+        if widened:
+            logging.info("int8: %d output scales widened into XNNPACK's requantisation range", widened)
+    return flatbuffer
 
 
 def to_onnx(function, opset: int = ONNX_OPSET) -> bytes:

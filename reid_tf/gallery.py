@@ -150,6 +150,19 @@ def _squared_distances(queries: np.ndarray, gallery: np.ndarray) -> np.ndarray:
     return np.maximum(d, 0.0, out=d)
 
 
+def _block_candidates(d: np.ndarray, k: int) -> np.ndarray:
+    """Per row, the columns of its k smallest values, ties at the k-th value broken to the lower
+    column (a partial sort; rows whose tie at the k-th value straddles the cut are sorted whole)."""
+    k = min(k, d.shape[1])
+    part = np.argpartition(d, k - 1, axis=1)[:, :k]
+    kth = np.take_along_axis(d, part, axis=1).max(axis=1)
+    ties = (d == kth[:, None]).sum(1) != (np.take_along_axis(d, part, axis=1) == kth[:, None]).sum(1)
+    if ties.any():
+        columns = np.broadcast_to(np.arange(d.shape[1]), (int(ties.sum()), d.shape[1]))
+        part[ties] = np.lexsort((columns, d[ties]), axis=1)[:, :k]
+    return part
+
+
 def exact_search(queries: np.ndarray, gallery: np.ndarray, k: int, allowed=None, engine: str = "auto",
                  block: int = 1 << 16) -> tuple[np.ndarray, np.ndarray]:
     """(indices [Q, k], Euclidean distances [Q, k]) of each query's k nearest gallery rows, nearest
@@ -175,8 +188,9 @@ def exact_search(queries: np.ndarray, gallery: np.ndarray, k: int, allowed=None,
         d = _squared_distances(queries, gallery[start:stop])
         if allowed is not None:
             d[~allowed(start, stop)] = np.inf
-        cand_d = np.concatenate([best_d, d], axis=1)
-        cand_i = np.concatenate([best_i, np.broadcast_to(np.arange(start, stop), d.shape)], axis=1)
+        cand_i = _block_candidates(d, k) + start
+        cand_d = np.concatenate([best_d, np.take_along_axis(d, cand_i - start, axis=1)], axis=1)
+        cand_i = np.concatenate([best_i, cand_i], axis=1)
         order = np.lexsort((cand_i, cand_d), axis=1)[:, :k]
         best_d, best_i = np.take_along_axis(cand_d, order, axis=1), np.take_along_axis(cand_i, order, axis=1)
     return best_i, np.sqrt(best_d)

@@ -46,24 +46,16 @@ def _camera(rng: np.random.Generator) -> dict:
     }
 
 
-def render_pedestrian(
-    ident: dict, cam: dict, rng: np.random.Generator, height: int, width: int
-) -> np.ndarray:
-    """One uint8 [height, width, 3] image of an identity seen by a camera."""
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    y, x = yy / height, xx / width
-    # Background: the camera's gradient with a few random blocks (other scene content).
-    t = y[..., None]
-    img = cam["bg"] * (1 - t) + cam["bg2"] * t + rng.normal(0, 10, 3)
-    for _ in range(rng.integers(1, 4)):
-        y0, x0 = rng.uniform(0, 1, 2)
-        block = (y > y0) & (y < y0 + rng.uniform(0.1, 0.4)) & (x > x0) & (x < x0 + rng.uniform(0.1, 0.4))
-        img[block] = rng.uniform(30, 230, 3)
-
-    scale = rng.uniform(0.82, 1.0)
-    cx = 0.5 + rng.uniform(-0.08, 0.08)
-    top = 0.04 + rng.uniform(0, 0.08) + (1 - scale) * 0.5
-    facing = 1 if rng.random() < 0.5 else -1
+def draw_person(img: np.ndarray, y: np.ndarray, x: np.ndarray, ident: dict, rng: np.random.Generator,
+                pose: dict | None = None) -> np.ndarray:
+    """Paint an identity onto `img` (float [H, W, 3]; `y`, `x` its coordinates in [0, 1]) and return
+    the mask of what was painted; `pose` (scale, cx, top, facing), else drawn from `rng`."""
+    if pose is None:
+        scale = rng.uniform(0.82, 1.0)
+        pose = {"scale": scale, "cx": 0.5 + rng.uniform(-0.08, 0.08),
+                "top": 0.04 + rng.uniform(0, 0.08) + (1 - scale) * 0.5, "facing": 1 if rng.random() < 0.5 else -1}
+    scale, cx, top, facing = pose["scale"], pose["cx"], pose["top"], pose["facing"]
+    height, width = y.shape
     head_r = ident["head"] * scale
     half_w = ident["width"] * scale / 2
     neck = top + 2 * head_r
@@ -90,6 +82,7 @@ def render_pedestrian(
         second = (((y - neck) / period).astype(int) + ((x - cx + 1) / (period * 0.6)).astype(int)) % 2 == 1
     else:
         second = np.zeros_like(body)
+    mask = body | (legs & ~gap) | shoes | head
     img[body] = ident["top"]
     img[body & second] = ident["top2"]
     img[legs & ~gap] = ident["bottom"]
@@ -101,12 +94,33 @@ def render_pedestrian(
     color = ident["accessory_color"]
     if acc == "backpack":
         side = cx - facing * half_w * 0.9
-        img[(y > neck + 0.02) & (y < hip - 0.04) & (np.abs(x - side) < half_w * 0.35)] = color
+        part = (y > neck + 0.02) & (y < hip - 0.04) & (np.abs(x - side) < half_w * 0.35)
     elif acc == "bag":
         side = cx + facing * half_w * 1.05
-        img[(y > hip - 0.1) & (y < hip + 0.06) & (np.abs(x - side) < half_w * 0.3)] = color
+        part = (y > hip - 0.1) & (y < hip + 0.06) & (np.abs(x - side) < half_w * 0.3)
     elif acc == "hat":
-        img[(y > top - 0.01) & (y < top + head_r * 0.7) & (np.abs(x - cx) < head_r * 2.2)] = color
+        part = (y > top - 0.01) & (y < top + head_r * 0.7) & (np.abs(x - cx) < head_r * 2.2)
+    else:
+        part = np.zeros_like(mask)
+    img[part] = color
+    return mask | part
+
+
+def render_pedestrian(
+    ident: dict, cam: dict, rng: np.random.Generator, height: int, width: int
+) -> np.ndarray:
+    """One uint8 [height, width, 3] image of an identity seen by a camera."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    y, x = yy / height, xx / width
+    # Background: the camera's gradient with a few random blocks (other scene content).
+    t = y[..., None]
+    img = cam["bg"] * (1 - t) + cam["bg2"] * t + rng.normal(0, 10, 3)
+    for _ in range(rng.integers(1, 4)):
+        y0, x0 = rng.uniform(0, 1, 2)
+        block = (y > y0) & (y < y0 + rng.uniform(0.1, 0.4)) & (x > x0) & (x < x0 + rng.uniform(0.1, 0.4))
+        img[block] = rng.uniform(30, 230, 3)
+
+    draw_person(img, y, x, ident, rng)
 
     if rng.random() < 0.3:  # partial occlusion by a scene object
         oy = rng.uniform(0.45, 0.85)

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from reid_tf import backbones, config, torch_zoo
+from reid_tf import backbones, torch_zoo
 
 SHAPE = (256, 128, 3)  # any: the converted weights serve every input size
 PROBE = (64, 32, 3)  # the size candidates are built at to name a checkpoint's architecture
@@ -18,9 +18,9 @@ def convert(checkpoint: str, backbone: str, output: str, head: str = "none", hea
     try:
         unused = torch_zoo.load_state(model, backbone, state, checkpoint)
     except torch_zoo.ZooError:
-        candidates = {n: backbones.plain_backbone(n, PROBE) for n in config.BACKBONES
-                      if n.startswith(config.TORCH_LAYOUT) and n != backbone}
-        found = torch_zoo.identify(state, candidates)
+        found = torch_zoo.guess(state)
+        if found in (None, backbone) or any(torch_zoo.mismatches(backbones.plain_backbone(found, PROBE), found, state)):
+            found = None
         what = f"holds {found}" if found else "is no torchreid OSNet nor torchvision ResNet-50 (its names differ)"
         raise torch_zoo.ZooError(f"{checkpoint} {what}, not --backbone={backbone}"
                                  + (f": pass --backbone={found}" if found else "")) from None
@@ -36,9 +36,9 @@ def convert(checkpoint: str, backbone: str, output: str, head: str = "none", hea
         raise torch_zoo.ZooError(f"{checkpoint} has weights {backbone} does not: {', '.join(others[:3])}")
     backbones.save_backbone_weights(model, backbone, SHAPE, output, record_size=False)
     if dropped:
-        heads = sorted({k.split(".")[0] if not k.startswith(torch_zoo.PREFIXES) else k.split(".")[1] for k in dropped})
-        lines.append(f"left out {len(dropped)} weights of {', '.join(heads)} (training-only heads"
-                     + ("; --head=fc512 keeps fc" if fc and head != "fc512" else "") + ")")
+        counts = {top: sum(k.split(".")[0] == top for k in dropped) for top in sorted({k.split(".")[0] for k in dropped})}
+        parts = ", ".join(f"{top} ({n} weights)" for top, n in counts.items())
+        lines.append(f"left out {parts}: training-only" + ("; --head=fc512 keeps fc" if fc and head != "fc512" else ""))
     lines.append(f"wrote {output}: {backbone}, {len(torch_zoo.mapping(model, backbone))} weights mapped by name"
                  f" (--backbone={backbone} --backbone_weights={output})")
     return lines

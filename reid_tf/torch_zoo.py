@@ -54,7 +54,7 @@ def _entries(layer) -> list[tuple[str, object, callable]]:
 
     kind = type(layer)
     if isinstance(layer, keras.layers.DepthwiseConv2D):
-        return [("weight", layer.depthwise_kernel, lambda w: w.transpose(2, 3, 0, 1))]
+        return [("weight", layer.kernel, lambda w: w.transpose(2, 3, 0, 1))]
     if isinstance(layer, keras.layers.Conv2D):
         out = [("weight", layer.kernel, lambda w: w.transpose(2, 3, 1, 0))]
         return out + ([("bias", layer.bias, lambda b: b)] if layer.use_bias else [])
@@ -77,40 +77,48 @@ def mapping(backbone_model, backbone: str) -> list[tuple[str, object, callable]]
 
 
 def clean(state: dict) -> tuple[dict, list[str]]:
-    """The state_dict without wrapper prefixes and without training-only heads; returns the names
-    of what was dropped."""
+    """The state_dict without wrapper prefixes, BN's step counters and training-only heads; returns
+    the (bare) names of the heads' weights it dropped."""
     out, dropped = {}, []
     for key, value in state.items():
         bare = key
         for prefix in PREFIXES:
             bare = bare[len(prefix):] if bare.startswith(prefix) else bare
-        if bare.startswith(HEAD_PREFIXES) or bare.endswith("num_batches_tracked"):
-            dropped.append(key)
+        if bare.endswith("num_batches_tracked"):
+            continue
+        if bare.startswith(HEAD_PREFIXES):
+            dropped.append(bare)
         else:
             out[bare] = np.asarray(value)
     return out, dropped
 
 
-def _signature(backbone_model, backbone: str) -> dict[str, tuple]:
-    return {key: tuple(var.shape) for key, var, fn in mapping(backbone_model, backbone)}
+def guess(state: dict) -> str | None:
+    """The backbone a cleaned state_dict looks like, from its names and its stem's width (to be
+    confirmed by `matches`)."""
+    if "layer1.0.conv1.weight" in state:
+        return "resnet50_torch"
+    stem = state.get("conv1.conv.weight")
+    width = {64: "x1_0", 48: "x0_75", 32: "x0_5", 16: "x0_25"}.get(None if stem is None else stem.shape[0])
+    if width is None:
+        return None
+    if any(".layers." in k for k in state):
+        return f"osnet_ain_{width}"
+    return f"osnet_ibn_{width}" if "conv2.0.IN.weight" in state else f"osnet_{width}"
 
 
-def identify(state: dict, candidates: dict) -> str | None:
-    """Which backbone (name -> built model) a cleaned state_dict is: all its keys and shapes."""
-    for name, model in candidates.items():
-        signature = _signature(model, name)
-        if all(k in state for k in signature) and all(
-                tuple(fn(state[k]).shape) == shape for (k, shape), (_, _, fn)
-                in zip(signature.items(), mapping(model, name))):
-            return name
-    return None
+def mismatches(backbone_model, backbone: str, state: dict) -> tuple[list[str], list[str]]:
+    """The backbone's state_dict keys a cleaned state_dict lacks, and those of another shape."""
+    entries = mapping(backbone_model, backbone)
+    missing = [k for k, _, _ in entries if k not in state]
+    wrong = [k for k, var, fn in entries if k in state and tuple(fn(state[k]).shape) != tuple(var.shape)]
+    return missing, wrong
 
 
 def load_state(backbone_model, backbone: str, state: dict, source: str) -> list[str]:
     """Assign a cleaned state_dict to a built backbone; returns the keys it did not use."""
     entries = mapping(backbone_model, backbone)
-    missing = [k for k, _, _ in entries if k not in state]
-    wrong = [k for k, var, fn in entries if k in state and tuple(fn(state[k]).shape) != tuple(var.shape)]
+    missing, wrong = mismatches(backbone_model, backbone, state)
     if missing or wrong:
         raise ZooError(f"{source} is not a {backbone}: {len(missing)} of its weights missing, {len(wrong)} of"
                        f" another shape (first: {(missing or wrong)[0]})")

@@ -60,7 +60,9 @@ def tracker_function(model, height: int, width: int, layout: str):
 
     shape = [None, height, width, 3] if layout == "nhwc" else [None, 3, height, width]
     preprocessing = model.get_layer("preprocessing")
-    after = keras.Model(preprocessing.output, model.output) if layout != "raw255" else model
+    # The network past its preprocessing; its embeddings only (a dict of outputs sharing one tensor,
+    # as BNNeck's with --neck_feat=after, cannot be cut so in Keras 3).
+    after = keras.Model(preprocessing.output, model_lib.embeddings_of(model.output)) if layout != "raw255" else model
     scale, offset, flip = adapter(preprocessing.mode)
 
     @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32, "images")])

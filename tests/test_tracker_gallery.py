@@ -92,6 +92,21 @@ def test_the_raw_pixel_and_litert_files_give_the_same_embeddings(tracker, traine
     assert opened.format == "tracker" and np.allclose(opened.embed(pixels), reference, atol=1e-4)
 
 
+@pytest.mark.parametrize("backbone,neck_feat", [("small", "after"), ("resnet50", "before")])
+def test_the_tracker_input_feeds_any_backbone_and_bnneck(backbone, neck_feat):
+    """Any backbone's own preprocessing behind ImageNet-standardised NCHW input (ResNet50's caffe
+    BGR-less-mean mode too), and BoT's BNNeck feature chosen by --neck_feat as the output."""
+    from reid_tf import config as C
+    from reid_tf import model as M
+
+    model = M.build_model((64, 32, 3), C.ModelConfig(backbone=backbone, backbone_weights="none", neck="bnneck",
+                                                     neck_feat=neck_feat))
+    pixels = np.random.default_rng(1).uniform(0, 255, (3, 64, 32, 3)).astype(np.float32)
+    expected = model(pixels, training=False)[neck_feat == "after" and "neck" or "features"].numpy()
+    got = tracker_export.tracker_function(model, 64, 32, "nchw")(tracker_export.standardised(pixels))["embeddings"]
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+
+
 def test_an_int8_tracker_litert_file_is_reported(trained_run, tmp_path):
     folder = export_lib.export_run(trained_run, str(tmp_path / "int8"), fmt="tracker", quantize="int8")
     meta = json.load(open(os.path.join(folder, "reid_config.json")))

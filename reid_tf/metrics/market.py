@@ -32,31 +32,73 @@ def _order_keys(d: np.ndarray) -> np.ndarray:
     return np.where(bits >> 31, ~bits, bits | np.uint32(1 << 31))
 
 
-def match_ranks(d: np.ndarray, valid: np.ndarray, match: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(row, rank) of every true match of a block: its 1-based rank among the row's valid items,
-    ties between equal distances broken by gallery order, as a stable sort of the row would.
+def _ranks(d: np.ndarray, m_rows: np.ndarray, m_cols: np.ndarray, excluded) -> tuple[np.ndarray, np.ndarray]:
+    """(row, rank) of the true matches (m_rows, m_cols) of a block: each one's 1-based rank among
+    its row's items that `excluded(rows, cols)` leaves in, ties between equal distances broken by
+    gallery order, as a stable sort of the row would rank it.
 
-    Each valid item gets a unique 64-bit key (row, distance, gallery index); one sort per row and
-    one search place every match.
+    Only items no farther than the row's farthest match can come before a match, so one pass
+    over the block picks those (a few hundred of a row's thousands, for any working model); each
+    gets a unique 64-bit key (row, distance, gallery index), and one sort and one search place
+    every match among them.
     """
+    d = np.asarray(d, np.float32)  # ranked as float32, as the keys are
     num_rows, num_g = d.shape
     col_bits = max(int(num_g).bit_length(), 1)
     if int(num_rows - 1).bit_length() + 32 + col_bits > 64:
         raise MetricsError(f"a block of {num_rows} queries x {num_g} gallery images is too large to rank")
-    keys = (_order_keys(d).astype(np.uint64) << np.uint64(col_bits)) | np.arange(num_g, dtype=np.uint64)
-    keys |= np.arange(num_rows, dtype=np.uint64)[:, None] << np.uint64(32 + col_bits)
-    last = np.uint64((1 << (32 + col_bits)) - 1)  # after every valid item of its row
-    ordered = np.sort(np.where(valid, keys, keys | last), axis=1)
-    rows, cols = np.nonzero(match)
-    position = np.searchsorted(ordered.ravel(), keys[rows, cols]) - rows * num_g
-    return rows, position + 1
+    if not len(m_rows):
+        return m_rows, m_rows
+    farthest = np.full(num_rows, -np.inf, np.float32)
+    np.maximum.at(farthest, m_rows, d[m_rows, m_cols])
+    rows, cols = np.nonzero(d <= farthest[:, None])
+    keep = ~excluded(rows, cols)
+    rows, cols = rows[keep], cols[keep]
+
+    def keys(r, c):
+        return ((r.astype(np.uint64) << np.uint64(32 + col_bits))
+                | (_order_keys(d[r, c]).astype(np.uint64) << np.uint64(col_bits)) | c.astype(np.uint64))
+
+    ordered = np.sort(keys(rows, cols))
+    row_start = np.searchsorted(ordered, m_rows.astype(np.uint64) << np.uint64(32 + col_bits))
+    return m_rows, np.searchsorted(ordered, keys(m_rows, m_cols)) - row_start + 1
 
 
-def _score_block(d, q_pids, q_cams, g_pids, g_cams, protocol):
-    """Per query of a block: AP, INP, the rank of its first match, and whether it has one."""
-    same_pid = g_pids[None, :] == q_pids[:, None]
-    valid = ~(same_pid & (g_cams[None, :] == q_cams[:, None])) & (g_pids != JUNK_PID)[None, :]
-    rows, ranks = match_ranks(d, valid, same_pid & valid)
+def match_ranks(d: np.ndarray, valid: np.ndarray, match: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(row, rank) of every true match (`match`, within `valid`) of a block: its 1-based rank among
+    the row's valid items, ties broken by gallery order, as a stable sort of the row would."""
+    m_rows, m_cols = np.nonzero(match & valid)
+    return _ranks(d, m_rows, m_cols, lambda r, c: ~valid[r, c])
+
+
+def _matches(q_pids, q_cams, g_pids, g_cams) -> tuple[np.ndarray, np.ndarray]:
+    """Every query's true matches as CSR (indptr, gallery columns in order): its pid, another
+    camera, not junk. A query has few, so the blocks never build query x gallery masks."""
+    order = np.argsort(g_pids, kind="stable")
+    sorted_pids = g_pids[order]
+    lo, hi = np.searchsorted(sorted_pids, q_pids, "left"), np.searchsorted(sorted_pids, q_pids, "right")
+    counts = hi - lo
+    rows = np.repeat(np.arange(len(q_pids)), counts)
+    cols = order[np.repeat(lo - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())]
+    keep = (g_cams[cols] != q_cams[rows]) & (g_pids[cols] != JUNK_PID)
+    rows, cols = rows[keep], cols[keep]
+    cols = cols[np.lexsort((cols, rows))]
+    return np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=len(q_pids)))]), cols
+
+
+def _score_block(d, start, matches, q_pids, q_cams, g_pids, g_cams, protocol):
+    """Per query of a block (queries start:start + len(d)): AP, INP, the rank of its first match,
+    and whether it has one."""
+    indptr, columns = matches
+    counts = np.diff(indptr[start:start + len(d) + 1])
+    m_rows = np.repeat(np.arange(len(d)), counts)
+    m_cols = columns[indptr[start]:indptr[start + len(d)]]
+    qp, qc = q_pids[start:start + len(d)], q_cams[start:start + len(d)]
+
+    def excluded(r, c):  # junk, and the query's own pid seen by its own camera
+        return (g_pids[c] == JUNK_PID) | ((g_pids[c] == qp[r]) & (g_cams[c] == qc[r]))
+
+    rows, ranks = _ranks(d, m_rows, m_cols, excluded)
     order = np.lexsort((ranks, rows))
     rows, ranks = rows[order], ranks[order]
     num_rel = np.bincount(rows, minlength=len(d))
@@ -92,6 +134,7 @@ class RankAccumulator:
         self.protocol, self.num_g = protocol, num_g
         self.ap, self.inp = np.zeros(num_q), np.zeros(num_q)
         self.first, self.found = np.zeros(num_q, np.int64), np.zeros(num_q, bool)
+        self.matches = _matches(*self.ids[:1], self.ids[2], self.ids[1], self.ids[3])
 
     def add(self, start: int, stop: int, d: np.ndarray) -> None:
         if d.shape != (stop - start, self.num_g):
@@ -101,7 +144,7 @@ class RankAccumulator:
         q_pids, g_pids, q_cams, g_cams = self.ids
         s = slice(start, stop)
         self.ap[s], self.inp[s], self.first[s], self.found[s] = _score_block(
-            d, q_pids[s], q_cams[s], g_pids, g_cams, self.protocol)
+            d, start, self.matches, q_pids, q_cams, g_pids, g_cams, self.protocol)
 
     def result(self, max_rank: int = 50) -> dict:
         num_valid = int(self.found.sum())

@@ -81,21 +81,38 @@ def _reciprocal(neighbors: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return (neighbors[forward] == rows[:, None, None]).any(axis=2)
 
 
-def _keep_nearest(best: np.ndarray, best_index: np.ndarray, rows: slice, d: np.ndarray,
-                  first_col: int) -> None:
-    """Merge the k smallest entries of each row of a block (columns first_col...) into the k
-    smallest seen so far (best, best_index), in place. Ties keep the smaller index."""
+def _keep_nearest(best: np.ndarray, best_index: np.ndarray, rows: slice, d: np.ndarray, first: int,
+                  transposed: bool = False) -> None:
+    """Merge a block of distances into each item's k smallest so far (best, best_index), in place;
+    ties keep the smaller index. The items are `rows`; d[a, b] is rows[a]'s distance to item
+    first + b (transposed: rows[b]'s to item first + a).
+
+    Each item meets the others in increasing index order, so once it holds k entries only a
+    distance strictly below its k-th can enter; an item not yet full takes the block's k-th
+    smallest (a partial sort of values, not of indices) as its bound. One comparison with the
+    bounds finds the few entries that can enter, and only they are merged."""
     k = best.shape[1]
-    if d.shape[1] > k:
-        part = np.argpartition(d, k - 1, axis=1)[:, :k]
-        d = np.take_along_axis(d, part, axis=1)
-    else:
-        part = np.broadcast_to(np.arange(d.shape[1]), d.shape)
-    values = np.concatenate([best[rows], d], axis=1)
-    indices = np.concatenate([best_index[rows], part + first_col], axis=1)
-    order = np.lexsort((indices, values), axis=1)[:, :k]
-    best[rows] = np.take_along_axis(values, order, axis=1)
-    best_index[rows] = np.take_along_axis(indices, order, axis=1)
+    bound = best[rows, -1].copy()
+    empty = ~np.isfinite(bound)
+    if empty.any() and d.shape[1 - transposed] > k:
+        block = d[:, empty] if transposed else d[empty]
+        kth = np.partition(block, k - 1, axis=0 if transposed else 1)[(k - 1, slice(None)) if transposed
+                                                                      else (slice(None), k - 1)]
+        bound[empty] = np.nextafter(kth, np.float32(np.inf))  # d < bound: d <= its k-th
+    a, b = np.nonzero(d < (bound[None, :] if transposed else bound[:, None]))
+    if not len(a):
+        return
+    values = d[a, b]
+    item, other = (b, a) if transposed else (a, b)
+    touched = np.unique(item)
+    owner = np.concatenate([np.repeat(np.arange(len(touched)), k), np.searchsorted(touched, item)])
+    at = rows.start + touched
+    all_values = np.concatenate([best[at].ravel(), values])
+    all_indices = np.concatenate([best_index[at].ravel(), other + first])
+    order = np.lexsort((all_indices, all_values, owner))
+    starts = np.searchsorted(owner[order], np.arange(len(touched)))
+    chosen = order[starts[:, None] + np.arange(k)]
+    best[at], best_index[at] = all_values[chosen], all_indices[chosen]
 
 
 class KReciprocal:
@@ -169,7 +186,7 @@ class KReciprocal:
                 _keep_nearest(best, best_index, rows, d, j)
                 if j != i:
                     row_max[cols] = np.maximum(row_max[cols], d.max(axis=0))
-                    _keep_nearest(best, best_index, cols, np.ascontiguousarray(d.T), i)
+                    _keep_nearest(best, best_index, cols, d, i, transposed=True)
         order = np.lexsort((best_index, best), axis=1)
         return np.take_along_axis(best_index, order, axis=1), row_max
 
