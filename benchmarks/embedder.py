@@ -62,7 +62,8 @@ def macs_per_crop(model) -> float:
             if shape is None:  # a gate's 1x1 convolution on the pooled vector
                 total += layer.kernel.shape[2] * layer.kernel.shape[3]
             else:
-                total += shape[1] * shape[2] * shape[3] * layer.kernel.shape[0] * layer.kernel.shape[1] * layer.kernel.shape[2]
+                kh, kw, c_in = layer.kernel.shape[:3]
+                total += shape[1] * shape[2] * shape[3] * kh * kw * c_in
         elif isinstance(layer, keras.layers.Dense):
             total += layer.kernel.shape[0] * layer.kernel.shape[1]
     return total
@@ -195,7 +196,8 @@ def race(networks: list[str], threads: int, work: str) -> tuple[list[dict], list
     import numpy as np
 
     peak = _spawn({"what": "peaks", "threads": threads})
-    print(f"matmul peak: float32 {peak['float32'] / 1e9:.1f}, bfloat16 {peak['bfloat16'] / 1e9:.1f} GFLOP/s", flush=True)
+    print(f"matmul peak: float32 {peak['float32'] / 1e9:.1f}, bfloat16 {peak['bfloat16'] / 1e9:.1f} GFLOP/s",
+          flush=True)
     rows, summary = [], []
     for network in networks:
         prep = _spawn({"what": "prepare", "network": network, "work": work})

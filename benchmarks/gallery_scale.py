@@ -28,7 +28,7 @@ import json, resource, sys, time
 import numpy as np
 sys.path.insert(0, sys.argv[5])
 kind, n, dim, reference = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-K, QUERIES, PER_ID, CHUNK = %d, %d, %d, %d
+K, QUERIES, PER_ID, CHUNK = {K}, {QUERIES}, {PER_ID}, {CHUNK}
 
 
 def rss_mib():
@@ -43,7 +43,7 @@ centres = rng.standard_normal((min(ids, 20000), dim), dtype=np.float32)
 
 def chunk(start, stop):  # rows start..stop: a centre plus noise, the same in every process
     r = np.random.default_rng(start)
-    pids = (np.arange(start, stop) // PER_ID) %% len(centres)
+    pids = (np.arange(start, stop) // PER_ID) % len(centres)
     return centres[pids] + 0.7 * r.standard_normal((stop - start, dim), dtype=np.float32)
 
 
@@ -100,7 +100,8 @@ for setting in settings:
         row["same_rows_as_faiss"] = bool((found == truth).all())
     rows.append(row)
 print(json.dumps(rows))
-""" % (K, QUERIES, PER_ID, CHUNK)
+""".replace("{K}", str(K)).replace("{QUERIES}", str(QUERIES)).replace("{PER_ID}", str(PER_ID)).replace(
+    "{CHUNK}", str(CHUNK))
 
 
 def main() -> None:
@@ -125,9 +126,9 @@ def main() -> None:
             for row in json.loads(child.stdout.strip().splitlines()[-1]):
                 results.append(row)
                 print(json.dumps(row), flush=True)
-    if args.output_json:
-        with open(args.output_json, "w") as f:
-            json.dump({"threads": args.threads, "queries": QUERIES, "k": K, "rows": results}, f, indent=2)
+            if args.output_json:  # after each kind: a stopped run keeps what it measured
+                with open(args.output_json, "w") as f:
+                    json.dump({"threads": args.threads, "queries": QUERIES, "k": K, "rows": results}, f, indent=2)
 
 
 if __name__ == "__main__":

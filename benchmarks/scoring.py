@@ -42,6 +42,25 @@ def features(pids):  # an identity's centre plus noise, made row block by row bl
 
 
 qf, gf = features(q_pids), features(g_pids)
+
+
+def product_seconds(a, b, rows, cols=None):  # the matrix product alone, in tiles: a scoring's floor
+    cols = cols or len(b)
+    start = time.perf_counter()
+    for s in range(0, len(a), rows):
+        for t in range(0, len(b), cols):
+            a[s:s + rows] @ b[t:t + cols].T
+    return time.perf_counter() - start
+
+
+floors = {}
+if what in ("plain", "rerank"):
+    from reid_tf.metrics import block_rows
+    floors["qg_product_s"] = product_seconds(qf, gf, block_rows(len(gf)))
+if what == "rerank":
+    everything = np.concatenate([qf, gf])
+    floors["all_pairs_product_s"] = product_seconds(everything, everything, 8192, 8192)
+    del everything
 if what in ("plain", "rerank"):
     from reid_tf import evaluate
     base = peak_rss_mib()
@@ -63,7 +82,7 @@ else:  # the dense reference re-ranking, and ours on the same set
     start = time.perf_counter()
     (dense_re_ranking if what == "dense" else lambda *a: re_ranking_features(qf, gf))(qg, qq, gg)
     scores = {}
-print(json.dumps({"seconds": time.perf_counter() - start, "peak_mib": peak_rss_mib(), "before_mib": base,
+print(json.dumps({"seconds": time.perf_counter() - start, "peak_mib": peak_rss_mib(), "before_mib": base, **floors,
                   **{k: v for k, v in scores.items() if k in ("mAP", "mINP", "rank1", "mAP_rerank")}}))
 """
 
@@ -80,6 +99,9 @@ def show(name: str, r: dict) -> str:
     if "error" in r:
         return f"{name}: {r['error']}"
     extra = ", ".join(f"{k} {r[k]:.6f}" for k in ("mAP", "mAP_rerank") if k in r)
+    if "qg_product_s" in r:
+        floor = r.get("all_pairs_product_s", r["qg_product_s"])  # re-ranking's: its neighbour search
+        extra += f"; floor {floor:.1f} s ({r['seconds'] / floor:.2f}x)"
     return (f"{name}: {r['seconds']:7.1f} s, peak RSS {r['peak_mib'] / 1024:5.2f} GiB (inputs, interpreter"
             f" and TensorFlow {r['before_mib'] / 1024:4.2f} GiB){', ' + extra if extra else ''}")
 
@@ -91,6 +113,8 @@ def main():
     parser.add_argument("--no_rerank", action="store_true")
     parser.add_argument("--dense_n", type=int, default=6000, help="query+gallery of the dense re-ranking run")
     parser.add_argument("--skip_market", action="store_true")
+    parser.add_argument("--skip_dense", action="store_true")
+    parser.add_argument("--output_json", help="the MSMT17-shaped rows, each with its floor, as JSON")
     args = parser.parse_args()
     rows = []
     for num_g in map(int, args.galleries.split(",")):
@@ -115,6 +139,12 @@ def main():
             diff = {k: abs(new[k] - old[k]) for k in ("mAP", "mINP", "rank1")}
             print(f"difference: mAP {diff['mAP']:.2e}, mINP {diff['mINP']:.2e}, rank-1 {diff['rank1']:.2e};"
                   f" {old['seconds'] / new['seconds']:.1f}x faster")
+    if args.output_json:
+        with open(args.output_json, "w") as f:
+            json.dump({"dim": 2048, "rows": [{"queries": 11659, "gallery": g, "what": w, **r} for g, w, r in rows
+                                             if "seconds" in r]}, f, indent=2)
+    if args.skip_dense:
+        return
     n = args.dense_n
     ours, dense = (measure(w, n // 6, n - n // 6, 128, 751, 6) for w in ("ours", "dense"))
     if "seconds" in ours and "seconds" in dense:

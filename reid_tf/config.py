@@ -192,8 +192,9 @@ class LossConfig:
                           words=lambda v, c: "soft margin" if v == "soft" else f"margin {v}")
     id_loss_weight: float = setting(
         0.0, "Weight of the cross-entropy ID loss (0 = off; BoT: 1).", lower=0.0,
-        words=lambda v, c: (f"ID loss ×{phrases.number(v)}" + (f" (label smoothing {phrases.number(c.loss.label_smoothing)})"
-                                                   if c.loss.label_smoothing else "")) if v else "")
+        words=lambda v, c: (f"ID loss ×{phrases.number(v)}"
+                            + (f" (label smoothing {phrases.number(c.loss.label_smoothing)})"
+                               if c.loss.label_smoothing else "")) if v else "")
     label_smoothing: float = setting(0.0, "Label smoothing of the ID loss (BoT: 0.1).", lower=0.0, upper=0.99)
     center_loss_weight: float = setting(0.0, "Weight of the center loss (0 = off; BoT: 5e-4).", lower=0.0,
                                         words=lambda v, c: f"center loss ×{phrases.number(v)}" if v else "")
@@ -218,8 +219,8 @@ class OptimizerConfig:
     lr_values: tuple[float, ...] = setting((), "Piecewise schedule: the rates, one more than --lr_boundaries.",
                                            lower=0.0)
     warmup_steps: int = setting(0, "Linear warm-up steps (0 = none).", lower=0,
-                                words=lambda v, c: f"warm-up {v} steps from {phrases.number(c.optimizer.warmup_factor)}×"
-                                if v else "")
+                                words=lambda v, c: (f"warm-up {v} steps from"
+                                                    f" {phrases.number(c.optimizer.warmup_factor)}×") if v else "")
     warmup_factor: float = setting(0.01, "The warm-up starts at this fraction of the scheduled rate.",
                                    lower=0.0, upper=1.0)
     weight_decay: float = setting(0.0, "L2 penalty wd/2*|w|^2 on every trained weight, as PyTorch Adam's"

@@ -100,6 +100,32 @@ def _write_meta(folder: str, meta: dict) -> None:
     os.replace(temporary, os.path.join(folder, INDEX_FILE))
 
 
+def new_meta(model_identity: str, model_path: str) -> dict:
+    """The metadata of an empty index of the model `model_identity`."""
+    return {"model": model_identity, "model_path": model_path, "dim": None, "count": 0, "chunks": [],
+            "metric": "euclidean", "version": 1}
+
+
+def append(folder: str, meta: dict, embeddings: np.ndarray, paths: list[str]) -> dict:
+    """Write one chunk of embeddings (and their paths, with what their names say) to the index in
+    `folder`, then its metadata; returns the new metadata. A stop between the two leaves a chunk
+    unlisted, never a listed chunk missing."""
+    if meta["dim"] not in (None, embeddings.shape[1]):
+        raise GalleryError(f"--index={folder} holds {meta['dim']}-d embeddings; this model gives"
+                           f" {embeddings.shape[1]}-d")
+    described = np.array([describe_name(p) for p in paths], np.int64).reshape(-1, 3)
+    chunk = f"chunk-{len(meta['chunks']):05d}.npz"
+    temporary = os.path.join(folder, f".tmp-{chunk}")
+    with open(temporary, "wb") as f:
+        np.savez(f, embeddings=np.asarray(embeddings, np.float32), paths=np.array(paths), pids=described[:, 0],
+                 camids=described[:, 1], frames=described[:, 2])
+    os.replace(temporary, os.path.join(folder, chunk))
+    meta = {**meta, "dim": int(embeddings.shape[1]), "count": meta["count"] + len(paths),
+            "chunks": meta["chunks"] + [chunk]}
+    _write_meta(folder, meta)
+    return meta
+
+
 def index_folder(model, images_dir: str, folder: str, batch_size: int = 64, progress=sys.stderr) -> dict:
     """Embed the crops of `images_dir` not yet in the index `folder` with `model` (an
     `exported.Exported`), a chunk at a time; returns the index's metadata. Unreadable images are
@@ -112,8 +138,7 @@ def index_folder(model, images_dir: str, folder: str, batch_size: int = 64, prog
         index = load(folder, model.identity)
         meta, done = index.meta, set(index.paths.tolist())
     else:
-        meta, done = {"model": model.identity, "model_path": model.path, "dim": None, "count": 0, "chunks": [],
-                      "metric": "euclidean", "version": 1}, set()
+        meta, done = new_meta(model.identity, model.path), set()
     todo = [p for p in files if p not in done]
     readable = drop_unreadable([Record(p, *describe_name(p)[:2]) for p in todo])
     start, total = time.time(), len(readable)
@@ -121,18 +146,7 @@ def index_folder(model, images_dir: str, folder: str, batch_size: int = 64, prog
         records = readable[first:first + CHUNK]
         feats, _, _ = evaluate.embed_records(model.embed, records, model.height, model.width, batch_size,
                                              crop=model.crop)
-        if meta["dim"] not in (None, feats.shape[1]):
-            raise GalleryError(f"--index={folder} holds {meta['dim']}-d embeddings; this model gives {feats.shape[1]}-d")
-        names = np.array([r.path for r in records])
-        described = np.array([describe_name(r.path) for r in records], np.int64).reshape(-1, 3)
-        chunk = f"chunk-{len(meta['chunks']):05d}.npz"
-        temporary = os.path.join(folder, f".tmp-{chunk}")
-        with open(temporary, "wb") as f:
-            np.savez(f, embeddings=feats, paths=names, pids=described[:, 0], camids=described[:, 1],
-                     frames=described[:, 2])
-        os.replace(temporary, os.path.join(folder, chunk))
-        meta.update(dim=int(feats.shape[1]), count=meta["count"] + len(records), chunks=meta["chunks"] + [chunk])
-        _write_meta(folder, meta)  # after the chunk: a stop between the two leaves a chunk unlisted, not lost data
+        meta = append(folder, meta, feats, [r.path for r in records])
         if progress is not None:
             done_now = first + len(records)
             bar = "#" * int(30 * done_now / total)

@@ -9,7 +9,8 @@ SHAPE = (256, 128, 3)  # any: the converted weights serve every input size
 PROBE = (64, 32, 3)  # the size candidates are built at to name a checkpoint's architecture
 
 
-def convert(checkpoint: str, backbone: str, output: str, head: str = "none", head_output: str | None = None) -> list[str]:
+def convert(checkpoint: str, backbone: str, output: str, head: str = "none",
+            head_output: str | None = None) -> list[str]:
     """Write `output` (and `head_output`); returns what was done, one line each."""
     if head == "fc512" and not head_output:
         raise torch_zoo.ZooError("--head=fc512 needs --head_output=FILE for the head's weights")
@@ -36,7 +37,8 @@ def convert(checkpoint: str, backbone: str, output: str, head: str = "none", hea
         raise torch_zoo.ZooError(f"{checkpoint} has weights {backbone} does not: {', '.join(others[:3])}")
     backbones.save_backbone_weights(model, backbone, SHAPE, output, record_size=False)
     if dropped:
-        counts = {top: sum(k.split(".")[0] == top for k in dropped) for top in sorted({k.split(".")[0] for k in dropped})}
+        tops = [k.split(".")[0] for k in dropped]
+        counts = {top: tops.count(top) for top in sorted(set(tops))}
         parts = ", ".join(f"{top} ({n} weights)" for top, n in counts.items())
         lines.append(f"left out {parts}: training-only" + ("; --head=fc512 keeps fc" if fc and head != "fc512" else ""))
     lines.append(f"wrote {output}: {backbone}, {len(torch_zoo.mapping(model, backbone))} weights mapped by name"

@@ -121,8 +121,8 @@ def export_tracker(model, config, export_dir: str, version: int, step: int, quan
         if with_tflite:
             name = f"{backbone}.tflite"
             nhwc = standardised(check_images).transpose(0, 2, 3, 1)
-            files[name] = convert.to_tflite(tracker_function(model, height, width, "nhwc"), quantize,
-                                            None if calibration is None else standardised(calibration).transpose(0, 2, 3, 1))
+            nhwc_calibration = None if calibration is None else standardised(calibration).transpose(0, 2, 3, 1)
+            files[name] = convert.to_tflite(tracker_function(model, height, width, "nhwc"), quantize, nhwc_calibration)
             checks[name] = _checked(convert.tflite_embed_fn(files[name]), nhwc, reference, quantize, name)
     except convert.ConversionError as e:
         raise ExportError(str(e)) from None

@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 from helpers import REPO
 
-from reid_tf import evaluate, export_lib, exported, gallery, tracker_export
+from reid_tf import evaluate, export_lib, exported, gallery, images, tracker_export
 from reid_tf.datasets.market import load_market1501
 
 
@@ -70,9 +70,14 @@ def test_boxmots_crops_embed_as_the_eval_pipeline_does(tracker, trained_run, mar
     for n in (1, 7, 33):
         ours = onnx_run(boxmot_crops(frame, boxes[:n], 64, 32))
         x1, y1, x2, y2 = np.array(boxes[:n]).round().astype(int).T
-        pixels = np.stack([tf.image.resize(cv2.cvtColor(frame[a:b, c:d], cv2.COLOR_BGR2RGB).astype(np.float32),
-                                           [64, 32]).numpy() for a, b, c, d in zip(y1, y2, x1, x2)])
+        pixels = np.stack([images.resize(cv2.cvtColor(frame[a:b, c:d], cv2.COLOR_BGR2RGB).astype(np.float32),
+                                         64, 32).numpy() for a, b, c, d in zip(y1, y2, x1, x2)])
         reference = eval_model.embed(pixels)
+        # The two resizes are one (cv2's INTER_LINEAR on floats is the eval pipeline's bilinear); boxmot's
+        # only difference is cv2 rounding its uint8 output.
+        floats = np.stack([cv2.resize(cv2.cvtColor(frame[a:b, c:d], cv2.COLOR_BGR2RGB).astype(np.float32), (32, 64),
+                                      interpolation=cv2.INTER_LINEAR) for a, b, c, d in zip(y1, y2, x1, x2)])
+        np.testing.assert_allclose(floats, pixels, atol=1e-3)
         cosine = (ours * reference).sum(1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(reference, axis=1)
         assert ours.shape == (n, 128) and np.isfinite(ours).all() and cosine.min() >= 0.999, (n, cosine.min())
 

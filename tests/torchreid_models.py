@@ -58,7 +58,7 @@ def randomise(net) -> None:
                 p.copy_(torch.randn_like(p) * (2.0 / fan_in) ** 0.5)
 
 
-def embed(net, images_nhwc_255) -> "object":
+def embed(net, images_nhwc_255) -> object:
     """The torch network's eval output (OSNet: its fc512 embedding) for [0, 255] NHWC pixels."""
     import numpy as np
     import torch

@@ -64,7 +64,8 @@ def _search() -> None:
     out = {"queries": []}
     for q, record in enumerate(queries):
         kept = np.isfinite(distances[q])
-        results = [{"path": str(index.paths[r]), "distance": float(d)} for r, d in zip(rows[q][kept], distances[q][kept])]
+        results = [{"path": str(index.paths[r]), "distance": float(d)}
+                   for r, d in zip(rows[q][kept], distances[q][kept])]
         out["queries"].append({"query": record.path, "results": results})
         print(record.path)
         for rank, result in enumerate(results, 1):

@@ -82,7 +82,13 @@ def _cmc_expectation(sorted_d: np.ndarray, sorted_codes: np.ndarray, q_codes: np
     # identity, identity j ranks before it with probability less_j + tied_j * tau, independently:
     # the rank is 1 + a Poisson-binomial count, whose distribution below max(ranks) is a DP.
     p = less.transpose(2, 0, 1)[..., None] + tied.transpose(2, 0, 1)[..., None] * tau  # [ids, rows, m, nodes]
-    p = p[p.reshape(num_ids, -1).any(axis=1)].reshape(-1, rows * p.shape[2] * len(tau))  # ids that can be before
+    p = p.reshape(num_ids, -1)
+    p = p[p.any(axis=1)]  # identities that can come before
+    # An identity that cannot come before leaves the DP as it is: where every column has few that
+    # can, keep only its nonzero probabilities (sorted to the top) and run the DP over that many.
+    busiest = max(int((p > 0).sum(axis=0).max(initial=0)), 1)
+    if 2 * busiest < len(p):
+        p = -np.sort(-p, axis=0)[:busiest]
     count = np.zeros((max(ranks), p.shape[1]))
     count[0] = 1.0
     for pj in p:  # over identities: the DP's own dimension, vectorised over queries and draws

@@ -1,0 +1,199 @@
+"""Write the measured tables of the docs and the README from the committed benchmark results
+(docs/benchmarks/*.json), between `<!-- table:NAME -->` and `<!-- /table -->` markers, so that no
+figure is typed by hand. `--check` fails, naming the file, where a table is not what the data gives.
+
+  python benchmarks/write_docs.py [--check]
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import re
+import statistics
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATA = os.path.join(REPO, "docs", "benchmarks")
+FILES = ("README.md", "docs/benchmarks.md", "docs/trackers_and_galleries.md", "docs/backbones.md")
+MARK = re.compile(r"(<!-- table:(\w+) -->\n)(.*?)(<!-- /table -->)", re.S)
+
+
+def _missing(command: str) -> str:
+    return f"(not measured yet: {command})\n"
+
+
+def _load(name: str):
+    path = os.path.join(DATA, name)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]) + "\n"
+
+
+def tracker() -> str:
+    runs = [json.load(open(p)) for p in sorted(glob.glob(os.path.join(DATA, "tracker_seed*.json")))]
+    if not runs:
+        return _missing("python benchmarks/tracker.py --seed=N --output_json=docs/benchmarks/tracker_seedN.json")
+    rows = []
+    for name, label in (("trained", "BoT-SORT + our trained osnet_x0_25"),
+                        ("untrained", "BoT-SORT + the same, untrained"), ("motion_only", "ByteTrack (motion only)")):
+        idsw = [r[name]["idsw"] for r in runs]
+        idf1 = [r[name]["idf1"] for r in runs]
+        rows.append([label, " / ".join(map(str, idsw)), f"{statistics.mean(idsw):.1f}",
+                     " / ".join(f"{x:.3f}" for x in idf1), f"{statistics.mean(idf1):.3f}"])
+    seeds = ", ".join(str(r["video"]["seed"]) for r in runs)
+    out = _table(["tracker", "ID switches per seed", "mean", "IDF1 per seed", "mean"], rows)
+    parity = [v for r in runs for v in r["parity"].values()]
+    return out + (f"\nSeeds {seeds}: {runs[0]['video']['cameras']} cameras x {runs[0]['video']['frames']} frames,"
+                  f" {runs[0]['video']['people_per_camera']} people a camera; boxmot {runs[0]['boxmot_version']}."
+                  f" boxmot's crops against tools/eval.py's pipeline (batches 1, 7, 33): smallest cosine"
+                  f" {min(p['eval_pipeline_min_cosine'] for p in parity):.4f}; on boxmot's own resized crops"
+                  f" {min(p['same_input_min_cosine'] for p in parity):.6f}.\n")
+
+
+def tracker_short() -> str:
+    runs = [json.load(open(p)) for p in sorted(glob.glob(os.path.join(DATA, "tracker_seed*.json")))]
+    if not runs:
+        return "(not measured yet)\n"
+    mean = {k: statistics.mean(r[k]["idsw"] for r in runs) for k in ("trained", "untrained", "motion_only")}
+    return (f"Measured ({len(runs)} synthetic videos, benchmarks/tracker.py): BoT-SORT with our trained osnet_x0_25"
+            f" makes {mean['trained']:.1f} identity switches a video, {mean['untrained']:.1f} with the same network"
+            f" untrained, {mean['motion_only']:.1f} for ByteTrack.\n")
+
+
+def embedder() -> str:
+    data = _load("embedder_rows.json")
+    if data is None:
+        return _missing("python benchmarks/embedder.py --rows_json=docs/benchmarks/embedder_rows.json")
+    rows = [[r["network"], r["contender"], r["batch"], f"{r['ms']:.1f}", f"{r['min_cosine']:.4f}",
+             f"{100 * r['fraction_of_peak']:.1f}% of {r['peak_dtype']}"] for r in data["rows"]]
+    peaks = data["peaks"]
+    return (f"Threads: {data['threads']}. Dense matmul peak in the same run: float32 {peaks['float32'] / 1e9:.0f},"
+            f" bfloat16 {peaks['bfloat16'] / 1e9:.0f} GFLOP/s.\n\n"
+            + _table(["network", "contender", "batch", "ms", "cosine to torch", "multiply-adds/s"], rows))
+
+
+def embedder_best() -> str:
+    summary = _load("embedder.json")
+    if summary is None:
+        return "(not measured yet)\n"
+    rows = [[s["network"], s["batch"], f"{s['ours_best']} {s['ours_ms']:.1f} ms",
+             f"{s['peer_best']} {s['peer_ms']:.1f} ms", f"{s['speedup']:.2f}x", f"{s['cosine']:.4f}"] for s in summary]
+    return _table(["network", "batch", "ours, best", "torchreid, best", "speed-up", "cosine"], rows)
+
+
+def scoring_floor() -> str:
+    data = _load("scoring_floor.json")
+    if data is None:
+        return _missing("python benchmarks/scoring.py --galleries=82161 --skip_market --skip_dense"
+                        " --output_json=docs/benchmarks/scoring_floor.json")
+    rows = []
+    for r in data["rows"]:
+        floor = r.get("all_pairs_product_s", r["qg_product_s"])
+        rows.append([f"{r['queries']:,} x {r['gallery']:,}", r["what"], f"{r['seconds']:.1f}",
+                     "(Q+G)^2 product" if "all_pairs_product_s" in r else "Q x G product", f"{floor:.1f}",
+                     f"{r['seconds'] / floor:.2f}x", f"{r['peak_mib'] / 1024:.2f}"])
+    return _table(["scored", "scoring", "seconds", "floor", "floor seconds", "multiple of floor", "peak GiB"], rows)
+
+
+def gallery_scale() -> str:
+    parts = [json.load(open(p)) for p in sorted(glob.glob(os.path.join(DATA, "gallery_scale*.json")))]
+    data = {**parts[0], "rows": [r for p in parts for r in p["rows"]]} if parts else None
+    if data is None:
+        return _missing("python benchmarks/gallery_scale.py --output_json=docs/benchmarks/gallery_scale.json")
+    rows = [[f"{r['n']:,} x {r['dim']}", r["kind"] + (f" ({'efSearch' if r['kind'] == 'hnsw' else 'nprobe'}"
+                                                       f" {r['setting']})" if r["setting"] else ""),
+             f"{r['build_s']:.1f}", f"{1000 * r['query_100_s']:.0f}", f"{r['memory_mib']:,}",
+             f"{r['recall_at_10']:.3f}"] for r in data["rows"]]
+    return (f"{data['threads']} threads, {data['queries']} queries, k = {data['k']}.\n\n"
+            + _table(["gallery", "index", "build s", "100 queries ms", "memory MiB", "recall@10"], rows))
+
+
+def search_serving() -> str:
+    data = _load("search_serving.json")
+    if data is None:
+        return _missing("python benchmarks/search_serving.py --run=RUN"
+                        " --output_json=docs/benchmarks/search_serving.json")
+    rows = [[f"{r['gallery']:,} x {r['dim']}", r["savedmodel_mib"], r["loaded_mib"], f"{r['latency_ms']:.1f}",
+             "yes" if r["same_as_gallery_tool"] else "NO"] for r in data["rows"]]
+    return (f"Model: {data['run_backbone']} at {data['image'][0]}x{data['image'][1]}.\n\n"
+            + _table(["gallery", "SavedModel MiB", "loaded MiB", "search at batch 1, ms", "top-10 = gallery tool"],
+                     rows))
+
+
+def osnet_init() -> str:
+    data = _load("osnet_init.json")
+    if data is None:
+        return _missing("python benchmarks/osnet_init.py --output_json=docs/benchmarks/osnet_init.json")
+    rows = [[r["init"], r["seed"], f"{r['mAP_before']:.3f}", f"{r['mAP_after']:.3f}", f"{r['rank1_after']:.3f}",
+             f"{r['seconds']:.0f}"] for r in data["rows"]]
+    return _table(["--backbone_init", "seed", "mAP before", "mAP after", "rank-1 after", "seconds"], rows)
+
+
+def gallery_short() -> str:
+    parts = [json.load(open(p)) for p in sorted(glob.glob(os.path.join(DATA, "gallery_scale*.json")))]
+    rows = [r for p in parts for r in p["rows"] if r["kind"] in ("flat", "numpy")]
+    serving = _load("search_serving.json")
+    if not rows:
+        return "(not measured yet)\n"
+    text = "Measured (benchmarks/gallery_scale.py): exact search of 100 queries over " + "; ".join(
+        f"{r['n']:,} x {r['dim']}-d embeddings takes {1000 * r['query_100_s']:.0f} ms with"
+        f" {'faiss' if r['kind'] == 'flat' else 'numpy'}" for r in rows) + "."
+    if serving:
+        big = max(serving["rows"], key=lambda r: r["gallery"])
+        text += (f" The search SavedModel over {big['gallery']:,} embeddings answers one query image in"
+                 f" {big['latency_ms']:.0f} ms (benchmarks/search_serving.py).")
+    return text + "\n"
+
+
+def embedder_readme() -> str:
+    summary = _load("embedder.json")
+    if summary is None:
+        return "(not measured yet)\n"
+    rows = []
+    for network in dict.fromkeys(s["network"] for s in summary):
+        mine = [s for s in summary if s["network"] == network]
+        rows.append([network, " / ".join(f"{s['ours_ms']:.1f}" for s in mine),
+                     " / ".join(f"{s['peer_ms']:.1f}" for s in mine),
+                     " / ".join(f"{s['speedup']:.2f}x" for s in mine)])
+    batches = "/".join(str(s["batch"]) for s in summary if s["network"] == rows[0][0])
+    return _table(["network", f"ours, best, ms (batch {batches})", "torchreid, best, ms", "speed-up"], rows)
+
+
+RENDER = {f.__name__: f for f in (tracker, tracker_short, embedder, embedder_best, embedder_readme, scoring_floor,
+                                  gallery_scale, gallery_short, search_serving, osnet_init)}
+
+
+def render(text: str) -> str:
+    return MARK.sub(lambda m: m.group(1) + RENDER[m.group(2)]() + m.group(4), text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true")
+    args = parser.parse_args()
+    stale = []
+    for name in FILES:
+        path = os.path.join(REPO, name)
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        new = render(text)
+        if new != text:
+            stale.append(name)
+            if not args.check:
+                with open(path, "w", encoding="utf-8") as f:
+                    f.write(new)
+    if args.check and stale:
+        sys.exit(f"tables out of date in {', '.join(stale)}: python benchmarks/write_docs.py")
+
+
+if __name__ == "__main__":
+    main()
