@@ -28,6 +28,14 @@ setup(
         "onnx": ["tf2onnx", "onnxruntime"],
         # --cluster=kubernetes: the Kubernetes API client TensorFlow's resolver asks for the pods.
         "kubernetes": ["kubernetes"],
-        "test": ["pytest", "ruff", "tensorflow-serving-api", "ai-edge-litert", "tf2onnx", "onnxruntime"],
+        # tools/gallery.py's exact search on faiss's flat index (numpy gives the same results without it).
+        "search": ["faiss-cpu"],
+        # tools/convert_torchreid.py reads PyTorch checkpoints; its CPU build is enough.
+        "torch": ["torch"],
+        # The tests check our networks against torchreid's own model files, and the tracker export against
+        # boxmot's crop pipeline (OpenCV). "torch<2.14" takes the CPU wheel where pip finds one (a local
+        # wheel, or PyTorch's CPU index); torchreid 0.2.5 is the deep-person-reid code packaged for pip.
+        "test": ["pytest", "ruff", "tensorflow-serving-api", "ai-edge-litert", "tf2onnx", "onnxruntime",
+                 "faiss-cpu", "opencv-python-headless", "torch<2.14", "torchreid==0.2.5"],
     },
 )

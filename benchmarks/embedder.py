@@ -198,7 +198,7 @@ def race(networks: list[str], threads: int, work: str) -> tuple[list[dict], list
     peak = _spawn({"what": "peaks", "threads": threads})
     print(f"matmul peak: float32 {peak['float32'] / 1e9:.1f}, bfloat16 {peak['bfloat16'] / 1e9:.1f} GFLOP/s",
           flush=True)
-    rows, summary = [], []
+    rows = []
     for network in networks:
         prep = _spawn({"what": "prepare", "network": network, "work": work})
         for kind in ("torch_eager", *OURS, *PEERS[1:]):  # the reference first
@@ -219,16 +219,29 @@ def race(networks: list[str], threads: int, work: str) -> tuple[list[dict], list
                              "gmacs_per_crop": round(prep["macs"] / 1e9, 4),
                              "fraction_of_peak": round(rate / peak[dtype], 4), "peak_dtype": dtype})
                 print(json.dumps(rows[-1]), flush=True)
+    return rows, summarise(rows), peak
+
+
+EQUAL = 0.999  # cosine to torch eager float32 at which embeddings count as equal
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """Per network and batch: our fastest and the peers' fastest among those whose embeddings equal
+    torch eager float32's (cosine >= EQUAL), and our fastest int8 file beside, with its cosine."""
+    out = []
+    for network in dict.fromkeys(r["network"] for r in rows):
         for batch in BATCHES:
             mine = [r for r in rows if r["network"] == network and r["batch"] == batch]
-            ours = min((r for r in mine if r["side"] == "ours"), key=lambda r: r["ms"], default=None)
-            peer = min((r for r in mine if r["side"] == "peer"), key=lambda r: r["ms"], default=None)
+
+            ours, peer = (min((r for r in mine if r["side"] == side and r["min_cosine"] >= EQUAL),
+                              key=lambda r: r["ms"], default=None) for side in ("ours", "peer"))
+            int8 = next((r for r in mine if r["contender"] == "litert_int8"), None)
             if ours and peer:
-                summary.append({"network": network, "batch": batch, "ours_best": ours["contender"],
-                                "ours_ms": ours["ms"], "peer_best": peer["contender"], "peer_ms": peer["ms"],
-                                "cosine": ours["min_cosine"], "peer_cosine": peer["min_cosine"],
-                                "speedup": round(peer["ms"] / ours["ms"], 3)})
-    return rows, summary, peak
+                out.append({"network": network, "batch": batch, "ours_best": ours["contender"], "ours_ms": ours["ms"],
+                            "peer_best": peer["contender"], "peer_ms": peer["ms"], "cosine": ours["min_cosine"],
+                            "peer_cosine": peer["min_cosine"], "speedup": round(peer["ms"] / ours["ms"], 3),
+                            "int8_ms": int8 and int8["ms"], "int8_cosine": int8 and int8["min_cosine"]})
+    return out
 
 
 def main() -> None:
@@ -239,8 +252,15 @@ def main() -> None:
     parser.add_argument("--output_json", help="the summary list: network, batch, ours_best, ours_ms, peer_best, ...")
     parser.add_argument("--rows_json", help="every contender's row")
     parser.add_argument("--work_dir", default=os.path.join(REPO, "runs", "embedder"))
+    parser.add_argument("--summarise", help="write --output_json from this --rows_json file, running nothing")
     args = parser.parse_args()
     sys.path.insert(0, REPO)
+    if args.summarise:
+        with open(args.summarise) as f:
+            summary = summarise(json.load(f)["rows"])
+        with open(args.output_json, "w") as f:
+            json.dump(summary, f, indent=2)
+        return
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
         return

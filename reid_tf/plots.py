@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 
@@ -64,8 +65,8 @@ def ranked_retrieval(
     """One PNG per query: the query (gray frame) then its top-k valid gallery images in the order
     of `distmat` (named by `order`, e.g. "re-ranked"), framed green for a match and red
     otherwise, each captioned with its rank and distance above and its identity and camera
-    below. Same-camera matches and junk are left out, as in scoring. Queries are spread evenly
-    over the query set."""
+    below, and beside it a .json of the same list. Same-camera matches and junk are left out, as
+    in scoring. Queries are spread evenly over the query set."""
     os.makedirs(out_dir, exist_ok=True)
     g_pids = np.array([r.pid for r in gallery])
     g_cams = np.array([r.camid for r in gallery])
@@ -78,6 +79,10 @@ def ranked_retrieval(
         top = order_q[valid][:top_k]
         path = os.path.join(out_dir, f"ranked_{q:05d}.png")
         ranked_strip(query[q], [(gallery[g], distmat[q, g]) for g in top], path, order, size)
+        with open(path[:-len(".png")] + ".json", "w", encoding="utf-8") as f:
+            json.dump({"query": query[q].path, "order": order, "results": [
+                {"path": gallery[g].path, "distance": float(distmat[q, g]), "pid": int(gallery[g].pid),
+                 "camid": int(gallery[g].camid)} for g in top]}, f, indent=1)
         written.append(path)
     return written
 

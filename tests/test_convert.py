@@ -113,11 +113,16 @@ def test_a_network_with_custom_gradients_converts_with_its_signature():
 
 
 def test_the_eval_tool_scores_a_tflite_file(run, market_dir, tmp_path):
+    """The same scores from the LiteRT file as from the run's SavedModel, through the user's command."""
     folder = export_lib.export_run(run, str(tmp_path / "t"), fmt="tflite")
-    proc = subprocess.run([sys.executable, "tools/eval.py", f"--model={folder}/model.tflite",
-                           f"--data_dir={market_dir}"], cwd=REPO, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "queries" in proc.stdout and "mAP" in proc.stdout
+    scores = {}
+    for name, model in (("tflite", f"{folder}/model.tflite"), ("saved_model", run)):
+        proc = subprocess.run([sys.executable, "tools/eval.py", f"--model={model}", f"--data_dir={market_dir}",
+                               f"--output_json={tmp_path}/{name}.json"], cwd=REPO, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        scores[name] = json.load(open(tmp_path / f"{name}.json"))
+    for key in ("mAP", "rank1", "mINP"):
+        assert abs(scores["tflite"][key] - scores["saved_model"][key]) < 1e-3, key
     bad = subprocess.run([sys.executable, "tools/eval.py", f"--model={tmp_path}/nothing.tflite",
                           f"--data_dir={market_dir}"], cwd=REPO, capture_output=True, text=True)
     assert bad.returncode == 1 and bad.stderr.strip().splitlines()[-1].startswith("error: ")

@@ -4,6 +4,8 @@ and `fit` on P x K batches of `reid_tf.data`, saved and loaded as a .keras file.
 
 import os
 import re
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -168,3 +170,14 @@ def test_the_docs_keras_example_learns(market_dir):
     scope = {}
     exec(compile(code, "docs/training.md", "exec"), scope)
     assert scope["after"]["mAP"] > scope["before"]["mAP"] + 0.05
+
+
+def test_importing_the_library_changes_no_logging_or_environment():
+    """A Keras user's `import reid_tf.losses` leaves TensorFlow's logging and the environment as they
+    were: only the entry points quieten the console."""
+    code = ("import logging, os, sys; import tensorflow as tf; before = (dict(os.environ), tf.get_logger().level,"
+            " logging.getLogger().level, len(logging.getLogger().handlers)); import reid_tf.losses, reid_tf.augment;"
+            " after = (dict(os.environ), tf.get_logger().level, logging.getLogger().level,"
+            " len(logging.getLogger().handlers)); sys.exit(0 if before == after else 1)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-2000:]

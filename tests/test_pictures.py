@@ -1,6 +1,7 @@
 """What a model looks at, through tools/eval.py and the trainer: TensorBoard projector files,
 activation maps, ranked strips in the order scored, the CMC curve's title."""
 
+import json
 import os
 import subprocess
 import sys
@@ -108,9 +109,16 @@ def test_ranked_strips_follow_the_scored_order_and_say_which(run, tmp_path):
                     "--k1=3", "--k2=2")
     assert proc.returncode == 0, proc.stderr[-2000:]
     for name in ("plain", "reranked"):
-        strips = sorted(os.listdir(tmp_path / name / "ranked"))
-        assert len(strips) == 2
-        assert os.path.getsize(tmp_path / name / "cmc.png") > 1000
+        lists = sorted(n for n in os.listdir(tmp_path / name / "ranked") if n.endswith(".json"))
+        assert len(lists) == 2 and os.path.getsize(tmp_path / name / "cmc.png") > 1000
+        for listed in lists:
+            ranked = json.load(open(tmp_path / name / "ranked" / listed))
+            query = ranked["query"].rsplit("/", 1)[-1]
+            pid, cam = int(query[:4]), int(query[6])
+            distances = [r["distance"] for r in ranked["results"]]
+            assert ranked["order"] == ("re-ranked" if name == "reranked" else "Euclidean distance")
+            assert distances == sorted(distances) and len(distances) == 10  # the scored order, nearest first
+            assert not any((r["pid"] == pid and r["camid"] == cam) or r["pid"] == -1 for r in ranked["results"])
 
 
 def test_strips_label_each_tile(tmp_path, market_dir):
@@ -120,6 +128,10 @@ def test_strips_label_each_tile(tmp_path, market_dir):
     distmat = np.random.default_rng(0).random((len(query), len(gallery))).astype(np.float32)
     (path,) = plots.ranked_retrieval(distmat, query, gallery, str(tmp_path), num_queries=1, top_k=3,
                                      order="re-ranked")
+    listed = json.load(open(path[:-4] + ".json"))
+    valid = [g for g in np.argsort(distmat[0], kind="stable") if gallery[g].pid != -1
+             and not (gallery[g].pid == query[0].pid and gallery[g].camid == query[0].camid)][:3]
+    assert [r["path"] for r in listed["results"]] == [gallery[g].path for g in valid]
     strip = np.asarray(Image.open(path).convert("L"), np.float32)
     assert strip.shape[0] == 22 + 128 + 8 + 2 * 18  # header, crop, frame, a caption above and below
     # Caption rows hold dark text pixels above and below each crop.
