@@ -15,9 +15,8 @@ import tensorflow as tf
 from helpers import REPO, checkpoint_steps, tiny_config, with_train
 
 from reid_tf import export_lib, run_dir, train_lib
+from reid_tf.localhost import free_ports
 
-sys.path.insert(0, os.path.join(REPO, "benchmarks"))
-from localhost import free_ports  # noqa: E402  (the benchmarks' helper, tests/test_cluster.py's too)
 
 
 def tensorboard_losses(out: str) -> dict[int, float]:
