@@ -10,7 +10,8 @@ verdicts compare with; seeds 3-4 of the baseline and of every run a verdict comp
 Scale: images 224x112 -> 64x32 (2/7) and 256x128 -> 72x36 (the nearest even size of the same
 aspect), every step count x 1/100. Each run's compact summary (validation lines, first-step
 losses, effective flags, seed) goes to --summaries as it finishes; started again, the script
-skips finished runs and resumes a killed one (the trainer resumes). tools/report.py
+skips finished runs (those whose summary is in --summaries too, so a fresh clone resumes) and
+resumes a killed one (the trainer resumes). tools/report.py
 --training_log=DIR writes docs/training_log.md from the summaries.
 """
 
@@ -92,6 +93,8 @@ def main() -> None:
         values = flagfile_values(flagfile)
         max_steps = max(1, round(int(values["max_steps"]) * STEP_SCALE)) if "max_steps=0" not in extra else 0
         summary = os.path.join(REPO, args.summaries, "runs", f"{name}-seed{seed}.json")
+        if os.path.exists(summary) and (name, seed) not in parents_needed:
+            return  # a committed summary: a fresh clone resumes where the last one stopped
         if os.path.isdir(os.path.join(REPO, folder, "export", str(max_steps))):
             if not os.path.exists(summary) and not args.dry_run:
                 training_log.write_summary(os.path.join(REPO, folder), name, seed, summary)
@@ -109,6 +112,7 @@ def main() -> None:
         execute("standin", [sys.executable, "benchmarks/imagenet_standin.py", f"--output={standin}",
                             f"--steps={args.standin_steps}"])
     only = set(args.only.split(",")) if args.only else None
+    parents_needed: set[tuple[str, int]] = set()
     for size in ((64, 32), (72, 36)):  # the raw features, before any row: at each size used
         for seed in FEATURE_SEEDS:
             name = f"{training_log.FEATURES}_{size[0]}x{size[1]}"
@@ -116,6 +120,13 @@ def main() -> None:
                 train(name, "resnet", seed, ["--head=none", "--max_steps=0", f"--image_height={size[0]}",
                                              f"--image_width={size[1]}", "--note=stand-in features"])
     runs = {r.name: r for r in training_log.RUNS}
+    for name, seed in plan():
+        if only is not None and name not in only:
+            continue
+        run = runs[name]
+        done = os.path.exists(os.path.join(REPO, args.summaries, "runs", f"{name}-seed{seed}.json"))
+        if run.parent and not done and not os.path.isdir(os.path.join(REPO, out, "runs", f"{run.parent}-seed{seed}")):
+            parents_needed.add((run.parent, seed))  # its checkpoint is gone: train it again first
     for name, seed in plan():
         if only is not None and name not in only:
             continue
