@@ -60,7 +60,7 @@ def test_a_family_builds_trains_one_step_and_keeps_its_last_stride_rule(name):
     assert sum(changed) > 0.9 * len(changed)  # the backbone trains, not only the head
 
 
-@pytest.mark.parametrize("name", sorted(osnet.WIDTHS))
+@pytest.mark.parametrize("name", sorted(PAPER_PARAMETERS))  # the IBN/AIN variants: tests/test_torch_zoo.py
 def test_osnet_parameters_match_the_paper(name):
     net = osnet.osnet(name, (256, 128, 3))
     weights = sum(int(np.prod(w.shape)) for w in net.trainable_weights)

@@ -18,7 +18,6 @@ from reid_tf import export_lib, run_dir, train_lib
 from reid_tf.localhost import free_ports
 
 
-
 def tensorboard_losses(out: str) -> dict[int, float]:
     """The per-step training loss a run wrote to TensorBoard (the last value of each step)."""
     losses = {}

@@ -116,7 +116,8 @@ def test_ranked_strips_follow_the_scored_order_and_say_which(run, tmp_path):
             query = ranked["query"].rsplit("/", 1)[-1]
             pid, cam = int(query[:4]), int(query[6])
             distances = [r["distance"] for r in ranked["results"]]
-            assert ranked["order"] == ("re-ranked" if name == "reranked" else "Euclidean distance")
+            expected = "re-ranked (zhong, k1=3, k2=2, λ=0.3)" if name == "reranked" else "Euclidean distance"
+            assert ranked["order"] == expected
             assert distances == sorted(distances) and len(distances) == 10  # the scored order, nearest first
             assert not any((r["pid"] == pid and r["camid"] == cam) or r["pid"] == -1 for r in ranked["results"])
 
