@@ -87,7 +87,7 @@ def embedder_best() -> str:
         return "(not measured yet)\n"
     rows = [[s["network"], s["batch"], f"{s['ours_best']} {s['ours_ms']:.1f} ms",
              f"{s['peer_best']} {s['peer_ms']:.1f} ms", f"{s['speedup']:.2f}x", f"{s['cosine']:.4f}",
-             f"{s['int8_ms']:.1f} ms ({s['int8_cosine']:.3f})" if s.get("int8_ms") else "-"] for s in summary]
+             f"{s['int8_ms']:.1f} ms ({s['int8_cosine']:.4f})" if s.get("int8_ms") else "-"] for s in summary]
     return _table(["network", "batch", "ours, fastest equal", "torchreid, fastest equal", "speed-up", "cosine",
                    "our int8 LiteRT (cosine)"], rows)
 
@@ -117,6 +117,35 @@ def gallery_scale() -> str:
              f"{r['recall_at_10']:.3f}"] for r in data["rows"]]
     return (f"{data['threads']} threads, {data['queries']} queries, k = {data['k']}.\n\n"
             + _table(["gallery", "index", "build s", "100 queries ms", "memory MiB", "recall@10"], rows))
+
+
+GALLERY_RULE_MS = 100  # a query's budget: one query image's latency that a search service can afford
+
+
+def gallery_rule() -> str:
+    """The verdict on exact search, per dimension, from the measured rows and the rule stated first."""
+    parts = [json.load(open(p)) for p in sorted(glob.glob(os.path.join(DATA, "gallery_scale*.json")))]
+    rows = [r for p in parts for r in p["rows"]]
+    if not rows:
+        return "(not measured yet)\n"
+    text = (f"The rule: exact search (what tools/gallery.py does) is enough while one query costs under"
+            f" {GALLERY_RULE_MS} ms (its share of a batch of 100) and the gallery fits in memory; past that, the"
+            " approximate index with the best measured recall@10 within that budget is worth its lost recall.")
+    for dim in sorted({r["dim"] for r in rows}):
+        exact = min((r for r in rows if r["dim"] == dim and r["kind"] in ("flat", "numpy")),
+                    key=lambda r: r["query_100_s"])
+        ms = 10 * exact["query_100_s"]
+        text += f" At {exact['n']:,} x {dim}-d, exact search costs {ms:.0f} ms a query"
+        if ms < GALLERY_RULE_MS:
+            text += ": exact."
+            continue
+        fast = [r for r in rows if r["dim"] == dim and r["kind"] not in ("flat", "numpy")
+                and 10 * r["query_100_s"] < GALLERY_RULE_MS]
+        best = max(fast, key=lambda r: r["recall_at_10"], default=None)
+        text += (f": over budget; {best['kind']} ({best['setting']}) at recall@10 {best['recall_at_10']:.3f},"
+                 f" {10 * best['query_100_s']:.1f} ms a query." if best else ": over budget, and no index measured"
+                 " within it.")
+    return text + "\n"
 
 
 def search_serving() -> str:
@@ -173,7 +202,7 @@ def embedder_readme() -> str:
 
 
 RENDER = {f.__name__: f for f in (tracker, tracker_short, embedder, embedder_best, embedder_readme, scoring_floor,
-                                  gallery_scale, gallery_short, search_serving, osnet_init)}
+                                  gallery_scale, gallery_short, gallery_rule, search_serving, osnet_init)}
 
 
 def render(text: str) -> str:
