@@ -88,11 +88,14 @@ def main() -> None:
             sys.exit(f"failed ({done.returncode}): {name}; its log: {out}/logs/{name}.log (run again to resume)")
         print(f"{time.strftime('%H:%M:%S')} {name}: {time.time() - start:.0f} s", flush=True)
 
+    def summary_path(name: str, seed: int) -> str:
+        return os.path.join(REPO, args.summaries, "runs", f"{name}-seed{seed}.json")
+
     def train(name: str, flagfile: str, seed: int, extra: list[str]) -> None:
         folder = f"{out}/runs/{name}-seed{seed}"
         values = flagfile_values(flagfile)
         max_steps = max(1, round(int(values["max_steps"]) * STEP_SCALE)) if "max_steps=0" not in extra else 0
-        summary = os.path.join(REPO, args.summaries, "runs", f"{name}-seed{seed}.json")
+        summary = summary_path(name, seed)
         if os.path.exists(summary) and (name, seed) not in parents_needed:
             return  # a committed summary: a fresh clone resumes where the last one stopped
         if os.path.isdir(os.path.join(REPO, folder, "export", str(max_steps))):
@@ -120,16 +123,13 @@ def main() -> None:
                 train(name, "resnet", seed, ["--head=none", "--max_steps=0", f"--image_height={size[0]}",
                                              f"--image_width={size[1]}", "--note=stand-in features"])
     runs = {r.name: r for r in training_log.RUNS}
-    for name, seed in plan():
-        if only is not None and name not in only:
-            continue
-        run = runs[name]
-        done = os.path.exists(os.path.join(REPO, args.summaries, "runs", f"{name}-seed{seed}.json"))
-        if run.parent and not done and not os.path.isdir(os.path.join(REPO, out, "runs", f"{run.parent}-seed{seed}")):
-            parents_needed.add((run.parent, seed))  # its checkpoint is gone: train it again first
-    for name, seed in plan():
-        if only is not None and name not in only:
-            continue
+    todo = [(name, seed) for name, seed in plan() if only is None or name in only]
+    for name, seed in todo:
+        parent = runs[name].parent
+        if parent and not os.path.exists(summary_path(name, seed)) and not os.path.isdir(
+                os.path.join(REPO, out, "runs", f"{parent}-seed{seed}")):
+            parents_needed.add((parent, seed))  # its checkpoint is gone: train it again first
+    for name, seed in todo:
         run = runs[name]
         extra = list(run.overrides)
         if run.parent:  # the log's "train after": this re-run's parent run of the same seed
