@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import os
 import time
@@ -81,6 +82,14 @@ def attribute_classifier() -> tuple[keras.Model, keras.Model]:
     return keras.Model(inputs, outputs, name="attribute_classifier"), backbone
 
 
+def fingerprint(model: keras.Model) -> str:
+    """The first 16 hex digits of the sha256 of the weights' values, in order: equal files, equal prints."""
+    digest = hashlib.sha256()
+    for w in model.get_weights():
+        digest.update(np.ascontiguousarray(w, np.float32).tobytes())
+    return digest.hexdigest()[:16]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", required=True, help="folder for the population and the weights file")
@@ -101,6 +110,7 @@ def main() -> None:
     if not os.path.exists(csv_path):
         synthetic.make_attribute_set(args.output, num_ids=args.ids, seed=args.seed)
     keras.utils.set_random_seed(args.seed)
+    tf.config.experimental.enable_op_determinism()  # the same file in every session, so summaries from several agree
     classifier, backbone = attribute_classifier()
     schedule = keras.optimizers.schedules.CosineDecay(
         0.0, args.steps, alpha=0.0, warmup_target=1e-3, warmup_steps=args.steps // 20)
@@ -120,6 +130,7 @@ def main() -> None:
     summary = {"backbone": BACKBONE, "task": {k: f"{n} classes" for k, n in synthetic.ATTRIBUTES.items()},
                "people": args.ids, "images": args.ids * 4, "steps": args.steps, "batch": args.batch,
                "seed": args.seed, "sizes": args.sizes, "final_training_metrics": last,
+               "fingerprint": fingerprint(plain),
                "seconds": round(time.time() - start)}
     with open(os.path.join(args.output, "standin.json"), "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2)

@@ -9,8 +9,9 @@ plus overrides of the data, the scale and the weights file only, at seeds 0-2; t
 verdicts compare with; seeds 3-4 of the baseline and of every run a verdict compares against.
 Scale: images 224x112 -> 64x32 (2/7) and 256x128 -> 72x36 (the nearest even size of the same
 aspect), every step count x 1/100. Each run's compact summary (validation lines, first-step
-losses, effective flags, seed) goes to --summaries as it finishes; started again, the script
-skips finished runs (those whose summary is in --summaries too, so a fresh clone resumes) and
+losses, effective flags, seed, the stand-in's fingerprint) goes to --summaries as it finishes;
+started again, the script skips finished runs (those whose summary is in --summaries from this
+stand-in, which is deterministic, so a fresh clone resumes) and
 resumes a killed one (the trainer resumes). tools/report.py
 --training_log=DIR writes docs/training_log.md from the summaries.
 """
@@ -18,6 +19,7 @@ resumes a killed one (the trainer resumes). tools/report.py
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -96,11 +98,11 @@ def main() -> None:
         values = flagfile_values(flagfile)
         max_steps = max(1, round(int(values["max_steps"]) * STEP_SCALE)) if "max_steps=0" not in extra else 0
         summary = summary_path(name, seed)
-        if os.path.exists(summary) and (name, seed) not in parents_needed:
+        if finished(summary) and (name, seed) not in parents_needed:
             return  # a committed summary: a fresh clone resumes where the last one stopped
         if os.path.isdir(os.path.join(REPO, folder, "export", str(max_steps))):
-            if not os.path.exists(summary) and not args.dry_run:
-                training_log.write_summary(os.path.join(REPO, folder), name, seed, summary)
+            if not finished(summary) and not args.dry_run:
+                training_log.write_summary(os.path.join(REPO, folder), name, seed, summary, fingerprint)
             return
         command = [sys.executable, "-m", "reid_tf.train", f"--flagfile=flags/{flagfile}.cfg", *data,
                    *scaled(values), "--log_every=10", "--keep_checkpoints=1", "--eval_before_training",
@@ -109,11 +111,22 @@ def main() -> None:
             command.append(f"--backbone_weights={weights}")
         execute(f"{name}-seed{seed}", command)
         if not args.dry_run:
-            training_log.write_summary(os.path.join(REPO, folder), name, seed, summary)
+            training_log.write_summary(os.path.join(REPO, folder), name, seed, summary, fingerprint)
+
+    def finished(summary: str) -> bool:
+        """Its summary is there and started from this stand-in (every run here descends from it)."""
+        if not os.path.exists(summary):
+            return False
+        with open(summary, encoding="utf-8") as f:
+            return json.load(f).get("standin") == fingerprint
 
     if not os.path.exists(os.path.join(REPO, weights)):
         execute("standin", [sys.executable, "benchmarks/imagenet_standin.py", f"--output={standin}",
                             f"--steps={args.standin_steps}"])
+    fingerprint = None
+    if not args.dry_run:
+        with open(os.path.join(REPO, standin, "standin.json"), encoding="utf-8") as f:
+            fingerprint = json.load(f)["fingerprint"]
     only = set(args.only.split(",")) if args.only else None
     parents_needed: set[tuple[str, int]] = set()
     for size in ((64, 32), (72, 36)):  # the raw features, before any row: at each size used
@@ -126,7 +139,7 @@ def main() -> None:
     todo = [(name, seed) for name, seed in plan() if only is None or name in only]
     for name, seed in todo:
         parent = runs[name].parent
-        if parent and not os.path.exists(summary_path(name, seed)) and not os.path.isdir(
+        if parent and not finished(summary_path(name, seed)) and not os.path.isdir(
                 os.path.join(REPO, out, "runs", f"{parent}-seed{seed}")):
             parents_needed.add((parent, seed))  # its checkpoint is gone: train it again first
     for name, seed in todo:

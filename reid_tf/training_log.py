@@ -127,15 +127,16 @@ def five_seed_runs() -> set[str]:
     return {"resnet"} | {c.compared_with for c in CLAIMS if c.compared_with and c.compared_with != c.row}
 
 
-def write_summary(run_dir: str, name: str, seed: int, path: str) -> None:
-    """A run's compact summary: its validation lines, first-step losses, effective flags and seed."""
+def write_summary(run_dir: str, name: str, seed: int, path: str, standin: str | None = None) -> None:
+    """A run's compact summary: its validation lines, first-step losses, effective flags and seed, and
+    the fingerprint of the stand-in weights it started from (None: it started from none)."""
     from reid_tf import run_dir as run_dir_lib
 
     with open(os.path.join(run_dir, run_dir_lib.FLAGS_FILE), encoding="utf-8") as f:
         flags = [line.strip() for line in f if line.strip()]
     summary = {"run": name, "seed": seed, "flags": flags, "first_step": run_dir_lib.read_first_step(run_dir),
                "validations": run_dir_lib.read_validations(os.path.join(run_dir, run_dir_lib.VALIDATIONS)),
-               "train_images": _train_images(run_dir)}
+               "train_images": _train_images(run_dir), "standin": standin}
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path + ".tmp", "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=1, sort_keys=True)
