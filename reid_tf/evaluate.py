@@ -42,7 +42,7 @@ def embed_records(
 
 def keras_embed_fn(model) -> Callable[[tf.Tensor], tf.Tensor]:
     """The model in inference mode as a compiled function of a pixel batch."""
-    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)], autograph=False)
     def embed(images):
         return tf.cast(embeddings_of(model(images, training=False)), tf.float32)
 

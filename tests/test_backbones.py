@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+import warm_python
 from helpers import tiny_config
 
 from reid_tf import backbones, export_lib, losses, osnet, train_lib
@@ -147,10 +148,9 @@ print("RESULT " + json.dumps({"step": summary["step"], "mAP": summary["final"]["
 
 def test_osnet_trains_under_two_replicas_in_mixed_precision(market_dir, tmp_path):
     import json
-    import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "-c", MIRRORED_OSNET, market_dir, str(tmp_path),
+    proc = warm_python.run([sys.executable, "-c", MIRRORED_OSNET, market_dir, str(tmp_path),
                            os.path.dirname(__file__)], capture_output=True, text=True, timeout=600)
     lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
     assert proc.returncode == 0 and lines, proc.stderr[-3000:]

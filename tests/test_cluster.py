@@ -11,6 +11,7 @@ import time
 import types
 
 import pytest
+import warm_python
 from helpers import REPO, checkpoint_steps, tiny_flags
 
 from reid_tf import distribute
@@ -42,7 +43,7 @@ def start(flags, tmp_dir, slow_validation=0.0, env_of=None):
         env = {**os.environ, "TMPDIR": str(tmp_dir), "TF_CONFIG": tf_config,
                "SLOW_VALIDATION": str(slow_validation if index == 0 else 0)}
         env.update(env_of(index, ports) if env_of else {})
-        procs.append(subprocess.Popen([sys.executable, "-c", SLOW_TRAINER, *worker_flags], cwd=REPO, env=env,
+        procs.append(warm_python.Popen([sys.executable, "-c", SLOW_TRAINER, *worker_flags], cwd=REPO, env=env,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     return procs, ports
 

@@ -3,13 +3,13 @@ broken conversion is refused before anything is written."""
 
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
 import onnx
 import pytest
 import tensorflow as tf
+import warm_python
 from helpers import REPO
 
 from reid_tf import convert, data, datasets, export_lib, exported
@@ -117,13 +117,13 @@ def test_the_eval_tool_scores_a_tflite_file(run, market_dir, tmp_path):
     folder = export_lib.export_run(run, str(tmp_path / "t"), fmt="tflite")
     scores = {}
     for name, model in (("tflite", f"{folder}/model.tflite"), ("saved_model", run)):
-        proc = subprocess.run([sys.executable, "tools/eval.py", f"--model={model}", f"--data_dir={market_dir}",
+        proc = warm_python.run([sys.executable, "tools/eval.py", f"--model={model}", f"--data_dir={market_dir}",
                                f"--output_json={tmp_path}/{name}.json"], cwd=REPO, capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr[-2000:]
         scores[name] = json.load(open(tmp_path / f"{name}.json"))
     for key in ("mAP", "rank1", "mINP"):
         assert abs(scores["tflite"][key] - scores["saved_model"][key]) < 1e-3, key
-    bad = subprocess.run([sys.executable, "tools/eval.py", f"--model={tmp_path}/nothing.tflite",
+    bad = warm_python.run([sys.executable, "tools/eval.py", f"--model={tmp_path}/nothing.tflite",
                           f"--data_dir={market_dir}"], cwd=REPO, capture_output=True, text=True)
     assert bad.returncode == 1 and bad.stderr.strip().splitlines()[-1].startswith("error: ")
 
@@ -148,7 +148,7 @@ def test_a_reduced_precision_saved_model_keeps_its_signatures_and_float32_output
 
 def test_the_export_command_checks_prints_and_refuses_in_one_line(run, tmp_path):
     def export_command(*flags):
-        return subprocess.run([sys.executable, "-m", "reid_tf.export", f"--output_dir={run}",
+        return warm_python.run([sys.executable, "-m", "reid_tf.export", f"--output_dir={run}",
                                f"--export_dir={tmp_path / 'cli'}", *flags], cwd=REPO, capture_output=True,
                               text=True)
 

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 import tensorflow as tf
+import warm_python
 from helpers import REPO, checkpoint_steps, tiny_config
 
 from reid_tf import evaluate, export_lib, run_dir, train_lib
@@ -64,7 +65,7 @@ print("STEP", summary["step"])
 
 
 def drive(market_dir, out, fault) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", DRIVER, market_dir, str(out), fault,
+    return warm_python.run([sys.executable, "-c", DRIVER, market_dir, str(out), fault,
                            os.path.dirname(__file__)], capture_output=True, text=True, timeout=240,
                           cwd=REPO)
 

@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
+import warm_python
 from helpers import REPO, checkpoint_steps, tiny_config, with_train
 
 from reid_tf import export_lib, run_dir, train_lib
@@ -62,7 +63,7 @@ print("SUMMARIES " + json.dumps(summaries))
 
 
 def test_mirrored_strategy_runs_train_run_like_one_device(market_dir, tmp_path):
-    proc = subprocess.run([sys.executable, "-c", MIRRORED, market_dir, str(tmp_path),
+    proc = warm_python.run([sys.executable, "-c", MIRRORED, market_dir, str(tmp_path),
                            os.path.dirname(__file__)], capture_output=True, text=True, timeout=400)
     line = [x for x in proc.stdout.splitlines() if x.startswith("SUMMARIES ")]
     assert proc.returncode == 0 and line, proc.stderr[-3000:]
@@ -108,7 +109,7 @@ def start_workers(flags_per_worker: list[list[str]], tmp_dir) -> list[subprocess
     for index, flags in enumerate(flags_per_worker):
         env = {**os.environ, "TMPDIR": str(tmp_dir),
                "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
-        procs.append(subprocess.Popen([sys.executable, "-m", "reid_tf.train", *flags], cwd=REPO,
+        procs.append(warm_python.Popen([sys.executable, "-m", "reid_tf.train", *flags], cwd=REPO,
                                       env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     return procs
 
@@ -196,7 +197,7 @@ def test_a_second_trainer_on_a_live_run_folder_is_refused(market_dir, tmp_path):
 def test_a_dead_trainers_lock_is_taken_over(market_dir, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead = warm_python.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     lock = out / run_dir.LOCK
     lock.write_text(json.dumps({"host": socket.gethostname(), "pid": dead.pid, "token": "x",

@@ -1,11 +1,11 @@
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
+import warm_python
 from helpers import REPO
 
 from reid_tf import config as C
@@ -29,7 +29,7 @@ def features_case(seed=0, num_q=20, num_g=80, dim=8):
 
 
 def run_tool(*args):
-    return subprocess.run([sys.executable, TOOL, *args], capture_output=True, text=True, timeout=300)
+    return warm_python.run([sys.executable, TOOL, *args], capture_output=True, text=True, timeout=300)
 
 
 def test_euclidean_distances():

@@ -6,6 +6,7 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+import warm_python
 from helpers import tiny_config
 
 from reid_tf import datasets, evaluate, export_lib, exported, train_lib
@@ -138,7 +139,7 @@ def test_incomplete_checkpoint_folder_is_named(run_dir, tmp_path):
 
 
 def test_export_command_line(run_dir, tmp_path):
-    proc = subprocess.run(
+    proc = warm_python.run(
         [sys.executable, "-m", "reid_tf.export", f"--output_dir={run_dir}",
          f"--export_dir={tmp_path}", "--version=11", "--max_images_per_request=3",
          "--max_image_pixels=1000"], capture_output=True, text=True, timeout=300)
@@ -154,7 +155,7 @@ def test_export_command_line(run_dir, tmp_path):
     assert serve(image_bytes=tf.stack([small] * 3))["embeddings"].shape == (3, 128)
     with pytest.raises(tf.errors.InvalidArgumentError, match="4 > the limit of 3"):
         serve(image_bytes=tf.stack([small] * 4))
-    proc = subprocess.run(
+    proc = warm_python.run(
         [sys.executable, "-m", "reid_tf.export", f"--output_dir={tmp_path}/none",
          f"--export_dir={tmp_path}"], capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0 and proc.stderr.strip().splitlines()[-1].startswith("error: ")

@@ -8,6 +8,7 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
+import warm_python
 from helpers import REPO, replaced, tiny_config
 
 from reid_tf import augment, images, metrics, rerank, train_lib
@@ -199,11 +200,10 @@ def test_a_full_warm_start_restores_the_step_and_adams_state(market_dir, tmp_pat
 
 
 def test_eval_scores_the_original_protocol(trained_run, tmp_path):
-    import subprocess
     import sys
 
     out = tmp_path / "scores.json"
-    proc = subprocess.run([sys.executable, "tools/eval.py", f"--model={trained_run}", "--protocol=original",
+    proc = warm_python.run([sys.executable, "tools/eval.py", f"--model={trained_run}", "--protocol=original",
                            "--rerank", "--rerank_impl=original", f"--output_json={out}"],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]

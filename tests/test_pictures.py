@@ -3,11 +3,11 @@ activation maps, ranked strips in the order scored, the CMC curve's title."""
 
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
 import pytest
+import warm_python
 from helpers import REPO, tiny_config
 from PIL import Image
 
@@ -18,7 +18,7 @@ from reid_tf.model import backbone_of
 
 
 def run_tool(*args):
-    return subprocess.run([sys.executable, "tools/eval.py", *args], cwd=REPO, capture_output=True, text=True)
+    return warm_python.run([sys.executable, "tools/eval.py", *args], cwd=REPO, capture_output=True, text=True)
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 import tensorflow as tf
+import warm_python
 from helpers import REPO, tiny_config, with_train
 
 from reid_tf import objective, plots, report, run_dir, train_lib
@@ -100,12 +101,12 @@ def test_json_and_curves(runs, tmp_path):
 
 def test_the_tool(runs, tmp_path):
     out = tmp_path / "report.md"
-    done = subprocess.run([sys.executable, "tools/report.py", str(runs / "base"), str(runs / "no_aug"),
+    done = warm_python.run([sys.executable, "tools/report.py", str(runs / "base"), str(runs / "no_aug"),
                            f"--output={out}", f"--json={tmp_path / 'r.json'}"], cwd=REPO,
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert set(table_rows(out.read_text())) == {"base", "no_aug"}
-    bad = subprocess.run([sys.executable, "tools/report.py", str(runs), "--baseline=nope"], cwd=REPO,
+    bad = warm_python.run([sys.executable, "tools/report.py", str(runs), "--baseline=nope"], cwd=REPO,
                          capture_output=True, text=True)
     assert bad.returncode == 1 and bad.stderr.strip().splitlines()[-1] == (
         "error: --baseline=nope is none of the runs found")

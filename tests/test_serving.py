@@ -14,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import numpy as np
 import pytest
 import tensorflow as tf
+import warm_python
 from helpers import REPO
 from PIL import Image
 
@@ -97,7 +98,7 @@ def test_rest_round_trip_and_client_tool(exported):
         np.testing.assert_allclose(got, exported["expected"], atol=1e-5)
         with pytest.raises(serving.ServingError, match="HTTP 400.*not a JPEG or PNG"):
             serving.predict_rest([b"garbage"], "127.0.0.1", port, timeout=60)
-        proc = subprocess.run(
+        proc = warm_python.run(
             [sys.executable, os.path.join(REPO, "tools", "serving_client.py"),
              f"--images={','.join(exported['files'][:2])}", f"--port={port}", "--host=127.0.0.1",
              "--distance"], capture_output=True, text=True, timeout=120)

@@ -3,10 +3,10 @@ served or refused with an error, quickly, and the process's memory stays near it
 
 import json
 import os
-import subprocess
 import sys
 
 import pytest
+import warm_python
 
 from reid_tf import config as C
 from reid_tf import export_lib
@@ -107,7 +107,7 @@ def fuzz_results(tmp_path_factory):
                          model=C.ModelConfig(backbone="small", backbone_weights="none"))
     path = export_lib.export_saved_model(model_lib.build_run_model(config, "none"), config,
                                      str(tmp_path_factory.mktemp("serving")), 1, 0)
-    proc = subprocess.run([sys.executable, "-c", FUZZ, path, os.path.dirname(__file__)],
+    proc = warm_python.run([sys.executable, "-c", FUZZ, path, os.path.dirname(__file__)],
                           capture_output=True, text=True, timeout=300)
     line = [x for x in proc.stdout.splitlines() if x.startswith("FUZZ ")]
     assert proc.returncode == 0 and line, proc.stderr[-3000:]  # a crash would end the process

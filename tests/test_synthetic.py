@@ -1,8 +1,8 @@
 import os
-import subprocess
 import sys
 
 import numpy as np
+import warm_python
 from helpers import REPO
 
 from reid_tf import config as C
@@ -42,7 +42,7 @@ def test_deterministic_by_seed(tmp_path):
 
 
 def test_command_line_tool(tmp_path):
-    proc = subprocess.run(
+    proc = warm_python.run(
         [sys.executable, os.path.join(REPO, "tools", "make_synthetic_dataset.py"),
          f"--output_dir={tmp_path}", "--num_ids=4", "--num_cameras=2", "--images_per_camera=1",
          "--height=64", "--width=32"], capture_output=True, text=True, timeout=120)

@@ -3,7 +3,6 @@ random weights and random BN statistics, converted by tools/convert_torchreid.py
 as torchreid's own modules do at 256x128 (its files loaded by `torchreid_models`)."""
 
 import os
-import subprocess
 import sys
 
 import numpy as np
@@ -12,6 +11,7 @@ import pytest
 pytest.importorskip("torch")
 import torch  # noqa: E402
 import torchreid_models  # noqa: E402
+import warm_python
 from helpers import REPO  # noqa: E402
 
 from reid_tf import config as C  # noqa: E402
@@ -76,14 +76,14 @@ def test_tool_command_line(tmp_path):
     --backbone_weights takes; the wrong --backbone is one line on stderr."""
     ckpt = str(_checkpoint(torchreid_models.build("osnet_x0_25"), tmp_path / "m.pth.tar"))
     tool = os.path.join(REPO, "tools", "convert_torchreid.py")
-    ok = subprocess.run([sys.executable, tool, ckpt, "--backbone=osnet_x0_25", f"--output={tmp_path}/o.weights.h5"],
+    ok = warm_python.run([sys.executable, tool, ckpt, "--backbone=osnet_x0_25", f"--output={tmp_path}/o.weights.h5"],
                         capture_output=True, text=True, cwd=REPO)
     assert ok.returncode == 0, ok.stderr
     assert "left out classifier (2 weights), fc (6 weights): training-only; --head=fc512 keeps fc" in ok.stdout
     from reid_tf import backbones
 
     backbones.build_backbone("osnet_x0_25", f"{tmp_path}/o.weights.h5", (64, 32, 3))  # any size takes it
-    bad = subprocess.run([sys.executable, tool, ckpt, "--backbone=osnet_x1_0", f"--output={tmp_path}/x.weights.h5"],
+    bad = warm_python.run([sys.executable, tool, ckpt, "--backbone=osnet_x1_0", f"--output={tmp_path}/x.weights.h5"],
                          capture_output=True, text=True, cwd=REPO)
     assert bad.returncode == 1
     assert bad.stderr.strip().splitlines() == [

@@ -4,7 +4,6 @@ the gallery tool (index a folder with bad files in it, search it exactly), and t
 import json
 import os
 import shutil
-import subprocess
 import sys
 
 import cv2
@@ -12,6 +11,7 @@ import numpy as np
 import onnx
 import pytest
 import tensorflow as tf
+import warm_python
 from helpers import REPO
 
 from reid_tf import evaluate, export_lib, exported, gallery, images, tracker_export
@@ -131,7 +131,7 @@ def crops(market_dir, tmp_path_factory):
 
 
 def run_gallery(*args):
-    return subprocess.run([sys.executable, "tools/gallery.py", *args], cwd=REPO, capture_output=True, text=True,
+    return warm_python.run([sys.executable, "tools/gallery.py", *args], cwd=REPO, capture_output=True, text=True,
                           timeout=300)
 
 

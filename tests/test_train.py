@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+import warm_python
 from helpers import REPO, checkpoint_steps, tiny_config, with_train
 
 from reid_tf import backbones, objective, run_dir, train_lib
@@ -147,14 +148,14 @@ def test_k_below_two_is_refused(market_dir, tmp_path):
 
 
 def test_command_line_errors_are_one_line(tmp_path):
-    proc = subprocess.run(
+    proc = warm_python.run(
         [sys.executable, "-m", "reid_tf.train", "--dataset=market1501",
          f"--data_dir={tmp_path / 'missing'}", f"--output_dir={tmp_path / 'run'}"],
         capture_output=True, text=True, timeout=120, cwd=REPO)
     assert proc.returncode != 0
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: missing dataset folder") and "missing" in last
-    proc = subprocess.run(
+    proc = warm_python.run(
         [sys.executable, "-m", "reid_tf.train", "--image_num_every_id=1"],
         capture_output=True, text=True, timeout=120, cwd=REPO)
     assert proc.returncode != 0 and "image_num_every_id" in proc.stderr
@@ -169,7 +170,7 @@ def test_kill_9_then_the_same_command_resumes(market_dir, tmp_path):
                "--image_height=64", "--image_width=32", "--backbone=small", "--backbone_weights=none",
                "--return_id_num=4", "--image_num_every_id=2", "--valid_ids=2", "--train_eval_ids=2",
                "--checkpoint_every=3", "--eval_every=1000", "--log_every=1", f"--output_dir={out}"]
-    proc = subprocess.Popen(command + ["--max_steps=100000"], cwd=REPO, stdout=subprocess.DEVNULL,
+    proc = warm_python.Popen(command + ["--max_steps=100000"], cwd=REPO, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 180
@@ -180,7 +181,7 @@ def test_kill_9_then_the_same_command_resumes(market_dir, tmp_path):
         proc.wait(timeout=60)
     saved = checkpoint_steps(str(out))
     assert saved, "no checkpoint was written before the kill"
-    resumed = subprocess.run(command + [f"--max_steps={saved[-1] + 2}"], cwd=REPO, capture_output=True,
+    resumed = warm_python.run(command + [f"--max_steps={saved[-1] + 2}"], cwd=REPO, capture_output=True,
                              text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"at step {saved[-1]}" in resumed.stderr  # "resumed from .../ckpt-N at step N"
