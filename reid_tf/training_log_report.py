@@ -155,7 +155,15 @@ def tables(summaries: dict, verdicts: list[dict], sizes: tuple[bool, dict]) -> s
         norm = figures(summaries, run.name, "embedding_norm", step)
         out.append(f"| {run.date} | `{run.name}` | {run.result} | {len(summaries.get(run.name, {}))} | {step or '–'} | "
                    + " | ".join(_stat(c) for c in cells) + f" | {_stat(first)} | {_stat(norm)} |")
+    prints = {}
+    for seeds in summaries.values():
+        for summary in seeds.values():
+            key = summary.get("standin") or "not recorded"
+            prints[key] = prints.get(key, 0) + 1
+    starts = "; ".join(f"`{k}`: {n} run(s)" for k, n in sorted(prints.items()))
     out += ["", "## The stand-in's raw features", "",
+            "The runs start from the stand-in whose weights have the fingerprint (benchmarks/imagenet_standin.py,"
+            f" deterministic) {starts}.", "",
             "Validation mAP of the stand-in's pooled features, no re-ID training, over five validation splits"
             " (seeds 0–4), at each input size the rows use:", "",
             "| size | mAP | seeds |", "|---|---|---|"]
