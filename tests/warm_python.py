@@ -21,7 +21,7 @@ import tempfile
 import time
 
 SERVER = r"""
-import atexit, json, os, runpy, signal, sys, tempfile, traceback
+import json, os, runpy, signal, sys, tempfile, traceback
 from reid_tf import console
 console.quiet()  # as every entry point starts: TensorFlow reads its log level once, at import
 import numpy, tensorflow, keras  # noqa: F401  # what every command imports: paid once, here
@@ -70,10 +70,7 @@ def child(request):
     except BaseException:
         traceback.print_exc()
         code = 1
-    atexit._run_exitfuncs()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    sys.exit(code)  # out through the server's loop: the interpreter's own exit, TensorFlow's shutdown included
 
 signal.signal(signal.SIGCHLD, reap)
 for line in sys.stdin:
