@@ -133,7 +133,7 @@ def make_train_step(
 
     # XLA compiles the whole step, optimiser update included; the iterator stays outside it. The
     # step has no tensor-dependent Python control flow: AutoGraph's source rewrite of it and of
-    # every Keras layer it calls would only cost time (a third of a tiny run's).
+    # every Keras layer it calls would only cost time (about 6 % of a tiny run's: 10.2 s -> 9.6 s).
     compiled_step = tf.function(global_step, jit_compile=True, autograph=False) if jit_compile else global_step
 
     @tf.function(autograph=False)
