@@ -5,8 +5,8 @@ A child is a new process in everything a command can change (argv, flags, device
 cwd, environment, signals, exit status); what it shares is what was set before the fork: the
 console as `console.quiet()` leaves it (every entry point calls it first anyway) and what
 TensorFlow read at import (TF_CPP_MIN_LOG_LEVEL, the native log lines of a first load), so tests
-of a fresh interpreter's console run a real one. `run` and `Popen` take the arguments of subprocess's own, and fall back to
-it for any program but this Python.
+of a fresh interpreter's console run a real one. `run` and `Popen` take the arguments of
+subprocess's own, and fall back to it for any program but this Python.
 """
 
 from __future__ import annotations
