@@ -38,14 +38,14 @@ def embedding_function(model, height: int, width: int) -> tf.types.experimental.
 
     spec = tf.TensorSpec([None, height, width, 3], tf.float32, "images")
 
-    @tf.function(input_signature=[spec])
+    @tf.function(input_signature=[spec], autograph=False)
     def embed(images):
         embeddings = tf.cast(embeddings_of(model(images, training=False)), tf.float32)
         return {"embeddings": embeddings, "embeddings_normalized": tf.math.l2_normalize(embeddings, axis=1)}
 
     frozen = convert_variables_to_constants_v2(embed.get_concrete_function())
 
-    @tf.function(input_signature=[spec])
+    @tf.function(input_signature=[spec], autograph=False)
     def named(images):  # the frozen function returns a list in sorted-key order: name it again
         embeddings, normalized = frozen(images)
         return {"embeddings": embeddings, "embeddings_normalized": normalized}

@@ -18,6 +18,10 @@ from reid_tf.config import AUGMENTATIONS
 from reid_tf.datasets import DatasetError, Record
 from reid_tf.images import decode_image, load_eval_image
 
+# The pipeline's functions branch only on Python values or through tf.cond: AutoGraph's source
+# rewrite, which tf.data applies by default, would cost seconds at every process's first run.
+_plain = tf.autograph.experimental.do_not_convert
+
 
 def pk_index_batches(pids: Sequence[int], p: int, k: int, seed: int) -> tf.data.Dataset:
     """An endless stream of int32 [P*K] record indices: P distinct identities, K images each.
@@ -61,11 +65,11 @@ def pk_index_batches(pids: Sequence[int], p: int, k: int, seed: int) -> tf.data.
         .shuffle(num_ids, seed=seed, reshuffle_each_iteration=True)
         .take(num_ids // p * p)
         .repeat()
-        .map(lambda i: tf.cast(i, tf.int32))
+        .map(_plain(lambda i: tf.cast(i, tf.int32)))
         .batch(p, drop_remainder=True)
         .enumerate()
     )
-    return ids.map(lambda i, b: sample(tf.cast(i, tf.int32), b))
+    return ids.map(_plain(lambda i, b: sample(tf.cast(i, tf.int32), b)))
 
 
 def train_dataset(
@@ -106,9 +110,9 @@ def train_dataset(
     return (
         pk_index_batches([r.pid for r in records], p, k, seed)
         .enumerate()
-        .map(own_slice)
+        .map(_plain(own_slice))
         .unbatch()
-        .map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        .map(_plain(load), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         .batch(batch_size, drop_remainder=True)
         .prefetch(tf.data.AUTOTUNE)
     )
@@ -124,7 +128,7 @@ def eval_dataset(
     return (
         tf.data.Dataset.from_tensor_slices((paths, pids, camids))
         .map(
-            lambda path, pid, cam: (load_eval_image(tf.io.read_file(path), height, width, crop), pid, cam),
+            _plain(lambda path, pid, cam: (load_eval_image(tf.io.read_file(path), height, width, crop), pid, cam)),
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
         )

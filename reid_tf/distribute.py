@@ -140,7 +140,7 @@ def make_any_worker(strategy: tf.distribute.Strategy) -> Callable[[bool], bool]:
         ctx = tf.distribute.get_replica_context()
         return ctx.all_reduce(tf.distribute.ReduceOp.SUM, tf.identity(flag))
 
-    @tf.function
+    @tf.function(autograph=False)
     def count(flag):
         return strategy.experimental_local_results(strategy.run(replica_count, args=(flag,)))[0]
 

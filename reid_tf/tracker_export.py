@@ -65,7 +65,7 @@ def tracker_function(model, height: int, width: int, layout: str):
     after = keras.Model(preprocessing.output, model_lib.embeddings_of(model.output)) if layout != "raw255" else model
     scale, offset, flip = adapter(preprocessing.mode)
 
-    @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32, "images")])
+    @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32, "images")], autograph=False)
     def tracker(images):
         x = images if layout == "nhwc" else tf.transpose(images, [0, 2, 3, 1])
         if layout != "raw255":  # the standardisation undone and the backbone's own done, as one affine map
@@ -76,7 +76,7 @@ def tracker_function(model, height: int, width: int, layout: str):
 
     frozen = convert_variables_to_constants_v2(tracker.get_concrete_function())
 
-    @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32, "images")])
+    @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32, "images")], autograph=False)
     def named(images):
         return {"embeddings": frozen(images)[0]}
 

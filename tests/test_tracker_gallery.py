@@ -200,6 +200,23 @@ def test_bad_gallery_input_is_one_line(trained_run, crops, tmp_path):
         gallery.search(gallery.load(other), np.zeros((1, 3), np.float32))
 
 
+def assert_exact_top_k(indices: np.ndarray, served: np.ndarray, rows: np.ndarray, distances: np.ndarray,
+                       queries: np.ndarray, embeddings: np.ndarray) -> None:
+    """`indices` at `served` distances is the exact top-k that `rows` at `distances` is. Distances
+    compare as squares, within the float32 rounding of |q|^2 + |g|^2 - 2qg (a few ulps of the norms);
+    entries tied within it may come in either order, all others must be the same rows."""
+    q_sq = np.square(queries).sum(1)[:, None]
+    tol = 16 * np.finfo(np.float32).eps * (q_sq + np.square(embeddings).sum(1).max())
+    exact = np.square(queries[:, None, :] - embeddings[indices]).sum(-1)
+    for d in (exact, np.square(served)):
+        assert (np.abs(d - np.square(distances)) <= tol).all(), (d, np.square(distances), tol)
+    sq = np.square(distances)
+    gaps = np.abs(sq[:, :, None] - sq[:, None, :]) + np.where(np.eye(sq.shape[1]), np.inf, 0.0)
+    untied = gaps.min(axis=2) > tol
+    assert untied.mean() > 0.3, "too many ties to tell one order from another"
+    np.testing.assert_array_equal(indices[untied], rows[untied])
+
+
 def test_the_search_saved_model_equals_the_gallery_tool(trained_run, crops, tmp_path):
     index_dir = str(tmp_path / "idx")
     model = exported.open_export(trained_run)
@@ -213,11 +230,12 @@ def test_the_search_saved_model_equals_the_gallery_tool(trained_run, crops, tmp_
     out = served.signatures["search_bytes"](image_bytes=encoded)
     queries = evaluate.embed_records(model.embed, index.records(np.arange(4)), 64, 32)[0]
     rows, dist = gallery.search(index, queries, 6, engine="numpy")
-    np.testing.assert_array_equal(out["indices"].numpy(), rows)
-    assert [[p.decode() for p in row] for row in out["paths"].numpy()] == [list(index.paths[r]) for r in rows]
-    np.testing.assert_allclose(out["distances"].numpy(), dist, rtol=1e-4, atol=1e-3)  # sqrt of float32 near 0
+    assert_exact_top_k(out["indices"].numpy(), out["distances"].numpy(), rows, dist, queries, index.embeddings)
+    assert [[p.decode() for p in row] for row in out["paths"].numpy()] == [
+        list(index.paths[r]) for r in out["indices"].numpy()]
     pixels = evaluate.embed_records(lambda x: x.numpy().reshape(len(x), -1), index.records(np.arange(4)), 64, 32)[0]
     by_pixels = served.signatures["search"](images=tf.constant(pixels.reshape(4, 64, 32, 3)))
-    np.testing.assert_array_equal(by_pixels["indices"].numpy(), rows)
+    assert_exact_top_k(by_pixels["indices"].numpy(), by_pixels["distances"].numpy(), rows, dist, queries,
+                       index.embeddings)
     with pytest.raises(export_lib.ExportError, match="needs --index"):
         export_lib.export_run(trained_run, str(tmp_path / "no"), fmt="search")
