@@ -61,7 +61,7 @@ def test_untrained_scores_low_and_training_learns(tmp_path):
                           return_id_num=10, image_num_every_id=4, valid_ids=0, train_eval_ids=0),
         model=C.ModelConfig(backbone="small", backbone_weights="none"),
         optimizer=C.OptimizerConfig(initial_learning_rate=1e-3, decay_steps=1000),
-        train=C.TrainConfig(max_steps=300, checkpoint_every=1000, eval_every=1000, log_every=50),
+        train=C.TrainConfig(max_steps=200, checkpoint_every=1000, eval_every=1000, log_every=50),
     )
     splits = datasets.market.load_market1501(root)
     seen = []
@@ -86,6 +86,7 @@ def test_untrained_scores_low_and_training_learns(tmp_path):
         objective.make_train_step = original
     after = test_map(seen[0])
     assert before < 0.2
-    # 300 steps of the quickstart recipe: well on the way (the quickstart reaches ~0.9 at 600).
-    assert after > 0.25 and after > 5 * before, (before, after)
+    # 200 steps of the quickstart recipe: well on the way (measured 0.022 -> 0.203; 0.388 at 300,
+    # and the quickstart reaches ~0.9 at 600).
+    assert after > 0.15 and after > 5 * before, (before, after)
     assert np.isfinite(after)
