@@ -25,12 +25,16 @@ from reid_tf.config import EXPORT_FORMATS, MAX_IMAGE_PIXELS, MAX_IMAGES_PER_REQU
 from reid_tf.versions import ExportError
 
 
-def copy_in(model: keras.Model, config: config_lib.RunConfig, precision: str = "float32") -> keras.Model:
+def copy_in(model: keras.Model, config: config_lib.RunConfig, precision: str = "float32",
+            built_from_config: bool = False) -> keras.Model:
     """The model rebuilt from the config with the trained weights, computing in `precision`
     (bfloat16: CPUs with AVX512_BF16 or AMX, TPUs; float16: GPUs) whatever the run trained in.
-    Weights and outputs stay float32."""
+    Weights and outputs stay float32. A model `built_from_config` that already is such a copy
+    (float32, plain variables) is used as it is."""
     if precision not in PRECISIONS:
         raise ExportError(f"--precision={precision}: one of {PRECISIONS}")
+    if built_from_config and precision == "float32" and _plain_float32(model):
+        return model
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("float32" if precision == "float32" else f"mixed_{precision}")
     try:
@@ -41,14 +45,20 @@ def copy_in(model: keras.Model, config: config_lib.RunConfig, precision: str = "
     return clone
 
 
+def _plain_float32(model: keras.Model) -> bool:
+    """Whether every layer computes in float32 and every variable is a plain one (not a replica's)."""
+    return (all(layer.dtype_policy.name == "float32" for layer in model._flatten_layers())
+            and not any(isinstance(v.value, tf.distribute.DistributedValues) for v in model.weights))
+
+
 def export_saved_model(
     model: keras.Model, config: config_lib.RunConfig, export_dir: str, version: int,
     step: int, overwrite: bool = False, max_images: int = MAX_IMAGES_PER_REQUEST,
-    max_pixels: int = MAX_IMAGE_PIXELS, precision: str = "float32",
+    max_pixels: int = MAX_IMAGE_PIXELS, precision: str = "float32", built_from_config: bool = False,
 ) -> str:
     """Write the model as DIR/<version>/ with `serving_default` (pixels) and `serving_bytes`,
-    computing in `precision`."""
-    clone = copy_in(model, config, precision)
+    computing in `precision` (`built_from_config`: as `copy_in`)."""
+    clone = copy_in(model, config, precision, built_from_config)
 
     def write(folder):
         # The asset file must exist while the SavedModel is written: beside it in the staging
@@ -73,7 +83,7 @@ def export_saved_model(
 def export_converted(
     model: keras.Model, config: config_lib.RunConfig, export_dir: str, version: int, step: int,
     fmt: str, quantize: str = "none", check_images: np.ndarray | None = None,
-    calibration: np.ndarray | None = None, overwrite: bool = False,
+    calibration: np.ndarray | None = None, overwrite: bool = False, built_from_config: bool = False,
 ) -> tuple[str, dict]:
     """Write DIR/<version>/model.tflite or model.onnx with reid_config.json beside it, once the
     converted model, run in its own runtime on `check_images`, gives the model's embeddings.
@@ -83,7 +93,7 @@ def export_converted(
     if fmt == "onnx" and quantize != "none":
         raise ExportError("--quantize applies to --format=tflite; quantise ONNX in its own tools"
                           " (onnxruntime.quantization, TensorRT's int8 calibration)")
-    clone = copy_in(model, config)
+    clone = copy_in(model, config, built_from_config=built_from_config)
     height, width = config.data.image_height, config.data.image_width
     if check_images is None:  # noise still tells a working model from a broken one
         check_images = np.random.default_rng(0).uniform(0, 255, (8, height, width, 3)).astype(np.float32)
@@ -248,7 +258,7 @@ def export_run(run_dir: str, export_dir: str, step: int | None = None, version: 
         if quantize != "none":
             raise ExportError("--quantize applies to --format=tflite")
         return export_saved_model(model, config, export_dir, version, step_value, overwrite, max_images,
-                                  max_pixels, precision)
+                                  max_pixels, precision, built_from_config=True)
     if fmt == "search":
         if not index:
             raise ExportError("--format=search needs --index=FOLDER, an index of this model (tools/gallery.py index)")
@@ -272,4 +282,4 @@ def export_run(run_dir: str, export_dir: str, step: int | None = None, version: 
         return tracker_export.export_tracker(model, config, export_dir, version, step_value, quantize, checks, images,
                                              overwrite)[0]
     return export_converted(model, config, export_dir, version, step_value, fmt, quantize, checks, images,
-                            overwrite)[0]
+                            overwrite, built_from_config=True)[0]

@@ -157,5 +157,10 @@ def keras_model(path: str):
             f"{path} does not carry the Keras model (only a float32 SavedModel export does; LiteRT,"
             " ONNX and bfloat16/float16 exports do not): point --model at one")
     model = model_lib.build_run_model(config_lib.RunConfig.from_dict(meta["config"]), backbone_weights="none")
-    tf.train.Checkpoint(model=model).read(variables).expect_partial().assert_existing_objects_matched()
+    saved = {name for name, _ in tf.train.list_variables(variables)}
+    if any(name.startswith("model_variables/") for name in saved):  # signatures.ServingModule's list
+        checkpoint = tf.train.Checkpoint(model_variables=model_lib.tracked_variables(model))
+    else:  # exports before it tracked the Keras model itself
+        checkpoint = tf.train.Checkpoint(model=model)
+    checkpoint.read(variables).expect_partial().assert_existing_objects_matched()
     return model

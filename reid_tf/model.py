@@ -161,3 +161,9 @@ def activation_maps(model: keras.Model, images: np.ndarray) -> np.ndarray:
     maps = tf.reduce_sum(tf.square(tf.cast(features, tf.float32)), axis=-1)
     flat = tf.reshape(maps, [tf.shape(maps)[0], -1])
     return tf.reshape(tf.math.l2_normalize(flat, axis=1), tf.shape(maps)).numpy()
+
+
+def tracked_variables(model: keras.Model) -> list[tf.Variable]:
+    """The model's variables as TensorFlow tracks them, in the model's order: what an export saves
+    (a tf.Module holding them saves far faster than one holding the Keras layers) and reads back."""
+    return [v.value for v in model.weights]

@@ -16,7 +16,7 @@ import tensorflow as tf
 from reid_tf import exported, gallery, versions
 from reid_tf import model as model_lib
 from reid_tf.images import checked_image_bytes, load_eval_image
-from reid_tf.signatures import request_limit, tracked_variables
+from reid_tf.signatures import request_limit
 from reid_tf.versions import ExportError
 
 BLOCK = 1 << 16  # gallery rows a matrix product covers
@@ -28,7 +28,7 @@ class SearchModule(tf.Module):
     def __init__(self, model, index: gallery.Index, k: int, height: int, width: int, crop: str,
                  max_images: int, max_pixels: int, config_path: str):
         super().__init__()
-        self.model_variables = tracked_variables(model)  # as ServingModule: the variables, not the layers
+        self.model_variables = model_lib.tracked_variables(model)  # as ServingModule: the variables, not the layers
         count, dim = index.embeddings.shape
         blocks = -(-count // BLOCK)
         padded = np.zeros((blocks * BLOCK if blocks > 1 else count, dim), np.float32)

@@ -18,11 +18,6 @@ def request_limit(count: tf.Tensor, max_images: int) -> tf.Operation:
         "too many images in one request: {} > the limit of {}", (count, max_images))])
 
 
-def tracked_variables(model: keras.Model) -> list[tf.Variable]:
-    """The model's variables as TensorFlow tracks them, for a tf.Module to save."""
-    return [v.value for v in model.weights]
-
-
 class ServingModule(tf.Module):
     """The model and its metadata asset, with the two signatures."""
 
@@ -35,7 +30,7 @@ class ServingModule(tf.Module):
         else:
             # The variables alone, not the Keras objects: the save walks every tracked object,
             # and a network's thousands of layer attributes took half an export's time.
-            self.model_variables = tracked_variables(model)
+            self.model_variables = model_lib.tracked_variables(model)
 
             def forward(images):
                 return {"embeddings": model_lib.embeddings_of(model(images, training=False))}

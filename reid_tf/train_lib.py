@@ -222,7 +222,7 @@ def _export_final(model: keras.Model, config: config_lib.RunConfig, output_dir: 
     if tf.io.gfile.exists(os.path.join(existing, "saved_model.pb")):
         logging.info("this run had already finished: its export %s is left as it is", existing)
         return existing, False
-    exported = export_lib.export_saved_model(model, config, export_dir, step, step)
+    exported = export_lib.export_saved_model(model, config, export_dir, step, step, built_from_config=True)
     logging.info("exported %s", exported)
     return exported, True
 

@@ -99,6 +99,10 @@ def test_preprocessing_is_inside_the_model():
 
 @pytest.fixture(scope="module", params=["mobilenet_v3_small", "osnet_x0_25"])
 def light_run(request, market_dir, tmp_path_factory):
+    """A 2-step run of MobileNetV3 (one device, float32) or of OSNet (`osnet_run`: two replicas,
+    bfloat16), for the exports to start from."""
+    if request.param == "osnet_x0_25":
+        return request.param, request.getfixturevalue("osnet_run")["folder"]
     config = tiny_config(market_dir, max_steps=2, eval_every=2)
     config = dataclasses.replace(config, model=dataclasses.replace(config.model, backbone=request.param))
     out = str(tmp_path_factory.mktemp(request.param) / "run")
@@ -146,14 +150,21 @@ print("RESULT " + json.dumps({"step": summary["step"], "mAP": summary["final"]["
 """
 
 
-def test_osnet_trains_under_two_replicas_in_mixed_precision(market_dir, tmp_path):
+@pytest.fixture(scope="module")
+def osnet_run(market_dir, tmp_path_factory):
+    """OSNet's 2-step run under two replicas in bfloat16 (its own process: the two logical devices
+    exist only before TensorFlow starts): its summary and folder."""
     import json
     import sys
 
-    proc = warm_python.run([sys.executable, "-c", MIRRORED_OSNET, market_dir, str(tmp_path),
+    root = tmp_path_factory.mktemp("mirrored")
+    proc = warm_python.run([sys.executable, "-c", MIRRORED_OSNET, market_dir, str(root),
                            os.path.dirname(__file__)], capture_output=True, text=True, timeout=600)
     lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
     assert proc.returncode == 0 and lines, proc.stderr[-3000:]
-    result = json.loads(lines[0][7:])
-    assert result["step"] == 2 and 0 < result["mAP"] <= 1
-    assert os.path.exists(tmp_path / "osnet_x0_25" / "export" / "2" / "saved_model.pb")
+    return {**json.loads(lines[0][7:]), "folder": str(root / "osnet_x0_25")}
+
+
+def test_osnet_trains_under_two_replicas_in_mixed_precision(osnet_run):
+    assert osnet_run["step"] == 2 and 0 < osnet_run["mAP"] <= 1
+    assert os.path.exists(os.path.join(osnet_run["folder"], "export", "2", "saved_model.pb"))

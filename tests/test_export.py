@@ -159,3 +159,19 @@ def test_export_command_line(run_dir, tmp_path):
         [sys.executable, "-m", "reid_tf.export", f"--output_dir={tmp_path}/none",
          f"--export_dir={tmp_path}"], capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0 and proc.stderr.strip().splitlines()[-1].startswith("error: ")
+
+
+def test_the_keras_model_reads_back_from_either_variables_layout(saved_model, tmp_path):
+    """An export holds its model's variables as one list; an export made before that held the Keras
+    model's own object graph, and still opens to the same weights."""
+    import shutil
+
+    model = exported.keras_model(saved_model)
+    old = tmp_path / "old"
+    shutil.copytree(saved_model, old)
+    tf.train.Checkpoint(model=model).write(str(old / "variables" / "variables"))
+    assert any(name.startswith("model/") for name, _ in tf.train.list_variables(str(old / "variables" / "variables")))
+    again = exported.keras_model(str(old))
+    for a, b in zip(model.weights, again.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert any(np.abs(w.numpy()).sum() > 0 for w in again.weights)
