@@ -21,9 +21,9 @@ from reid_tf.localhost import worker_envs  # noqa: E402
 
 DRIVER = r"""
 import os, runpy, sys
-from reid_tf import distribute
+from reid_tf import distribute, group
 if os.environ["VARIANT"] in ("no_watch", "neither"):
-    distribute.GroupWatch.__enter__ = lambda self: self
+    group.GroupWatch.__enter__ = lambda self: self
 if os.environ["VARIANT"] == "neither":
     distribute.make_any_worker = lambda strategy: bool
 sys.argv = ["reid_tf.train"] + sys.argv[1:]

@@ -6,8 +6,7 @@ Strategy, its cluster from TF_CONFIG, Slurm or Kubernetes through TensorFlow's c
 resolvers): the loop is the same. The chief (worker 0, or the task of type "chief") alone writes
 the run folder; the other workers take part in every collective, including checkpoint saves,
 whose copies they write to a local temporary folder and delete, as TensorFlow's multi-worker
-guide prescribes. A lost worker is detected by TensorFlow's coordination service (heartbeats),
-which aborts every worker's collectives; `GroupWatch` turns that abort into one line and an exit.
+guide prescribes. How a group ends (a lost worker, or all of them at the finish): group.py.
 """
 
 from __future__ import annotations
@@ -17,11 +16,8 @@ import hashlib
 import itertools
 import json
 import os
-import re
 import shutil
-import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -122,6 +118,7 @@ def check_same_config(strategy: tf.distribute.Strategy, guarded: dict) -> None:
     """Refuse to train unless every worker was started with the chief's settings."""
     prints = _gather_scalars(strategy, config_fingerprint(guarded))
     if len(set(prints)) > 1:
+        leave_together(strategy)  # each worker says why and stops, none taking another's exit for a loss
         per_worker = len(prints) // max(role_of(strategy).num_workers, 1)
         odd = sorted({i // per_worker for i, p in enumerate(prints) if p != prints[0]})
         raise DistributionError(
@@ -145,6 +142,21 @@ def make_any_worker(strategy: tf.distribute.Strategy) -> Callable[[bool], bool]:
         return strategy.experimental_local_results(strategy.run(replica_count, args=(flag,)))[0]
 
     return lambda flag: bool(count(tf.constant(float(flag))) > 0)
+
+
+def leave_together(strategy: tf.distribute.Strategy) -> None:
+    """Return when every worker has come here: the coordination service's barrier, answered to all
+    at once. An all-reduce does not do: the chief could finish one and exit before a worker had
+    fetched its last message, and the worker took the refused connection for a lost chief."""
+    if role_of(strategy).num_workers > 1:
+        from tensorflow.python.eager import context
+
+        # No deadline that matters: the chief may validate and export for long; a lost worker
+        # fails the barrier through its heartbeats.
+        context.context().wait_at_barrier(f"reid_tf/leave/{next(_barriers)}", 7 * 24 * 3_600_000)
+
+
+_barriers = itertools.count()
 
 
 class CheckpointDir:
@@ -206,93 +218,3 @@ class IndexedJobResolver(tf.distribute.cluster_resolver.KubernetesClusterResolve
         pods = sorted(pods, key=lambda p: int(p.metadata.annotations[index]))
         return tf.train.ClusterSpec({"worker": [f"{p.spec.hostname}.{p.spec.subdomain}:{self.port}"
                                                 for p in pods]})
-
-
-# ---------------------------------------------------------------------------- a lost worker
-
-_TASK = re.compile(r"/job:(\w+)/replica:\d+/task:(\d+)")
-_ADDRESS = re.compile(r"(?:ipv4:|ipv6:|dns:)?\[?([\w.\-:]+?)\]?:(\d+)\b")
-_reported = threading.Event()
-
-
-def lost_worker_line(error: BaseException, strategy) -> str | None:
-    """One line naming the worker whose loss `error` reports (index, host:port, how it was
-    seen) and what to do; None when the error is not a lost worker's."""
-    text = str(error)
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not isinstance(error, tf.errors.OpError) or "aborted" not in text.lower() and \
-            "unhealthy" not in text:
-        return None
-    spec = resolver.cluster_spec().as_dict()
-    own = (resolver.task_type, int(resolver.task_id or 0))
-    order = [(job, i) for job in ("chief", "worker") for i in range(len(spec.get(job, [])))]
-    unhealthy = text.split("unhealthy", 1)[1] if "unhealthy" in text else text
-    tasks = [(job, int(i)) for job, i in _TASK.findall(unhealthy) if (job, int(i)) != own]
-    if not tasks:  # a connection to an address failed: which task listens there
-        addresses = {address: task for task in order for address in [spec[task[0]][task[1]]]}
-        tasks = [addresses[f"{host}:{port}"] for host, port in _ADDRESS.findall(text)
-                 if f"{host}:{port}" in addresses and addresses[f"{host}:{port}"] != own]
-    cause = ("it stopped sending heartbeats" if "unhealthy" in text else
-             "its connection was refused" if "refused" in text.lower() else
-             "its connection was reset" if "reset" in text.lower() else "its collectives failed")
-    if tasks:
-        job, i = tasks[0]
-        who = f"worker {order.index((job, i))} ({spec[job][i]})"
-    else:
-        who = "a worker"
-    return (f"lost {who}: {cause}. The group cannot go on without it: start every worker again with the"
-            " same command; they resume from the last checkpoint")
-
-
-def report_lost_worker(line: str) -> bool:
-    """Print the line once per process (the watch and the loop may both see the loss)."""
-    if _reported.is_set():
-        return False
-    _reported.set()
-    print(f"error: {line}", file=sys.stderr, flush=True)
-    return True
-
-
-class GroupWatch:
-    """Exits this worker within seconds of the loss of another, at any instant: the coordination
-    service aborts this worker's collective executor when a worker stops sending heartbeats (or
-    its connection fails), and a one-worker collective every `interval` seconds, a no-op
-    otherwise, sees that abort even while this worker does not communicate (the chief during a
-    long validation or export). `on_lost` runs before the exit (the chief releases its lock)."""
-
-    _keys = itertools.count(1)
-
-    def __init__(self, strategy, on_lost: Callable[[], None] | None = None, interval: float = 5.0):
-        self.strategy, self.on_lost, self.interval = strategy, on_lost, interval
-        self._stop = threading.Event()
-        self._thread = None
-
-    def __enter__(self) -> GroupWatch:
-        if role_of(self.strategy).num_workers > 1:
-            self._thread = threading.Thread(target=self._watch, daemon=True, name="group-watch")
-            self._thread.start()
-        return self
-
-    def _probe(self) -> None:
-        resolver = self.strategy.cluster_resolver
-        with tf.device(f"/job:{resolver.task_type}/replica:0/task:{resolver.task_id}/device:CPU:0"):
-            tf.raw_ops.CollectiveReduceV2(
-                input=tf.zeros([1]), group_size=tf.constant(1),
-                group_key=tf.constant(1_000_000 + role_of(self.strategy).worker_index),
-                instance_key=tf.constant(next(self._keys)), ordering_token=[], merge_op="Add", final_op="Id")
-
-    def _watch(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self._probe()
-            except tf.errors.OpError as e:
-                line = lost_worker_line(e, self.strategy)
-                if line is None or self._stop.is_set():
-                    continue
-                if self.on_lost is not None:
-                    self.on_lost()
-                if report_lost_worker(line):
-                    os._exit(1)  # the main thread may be in a long validation: end now
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()

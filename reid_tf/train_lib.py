@@ -15,7 +15,7 @@ import tensorflow as tf
 from absl import logging
 
 from reid_tf import config as config_lib
-from reid_tf import data, datasets, distribute, evaluate, export_lib, objective, optim, projector, run_dir
+from reid_tf import data, datasets, distribute, evaluate, export_lib, group, objective, optim, projector, run_dir
 from reid_tf import model as model_lib
 from reid_tf.resume import StopSignal, TrainingError, warm_start
 from reid_tf.settings import ConfigError
@@ -47,7 +47,7 @@ def run(config: config_lib.RunConfig, output_dir: str, flags_text: str | None = 
         distribute.check_same_config(strategy, config_lib.guarded_settings(config))
         role = distribute.role_of(strategy)
         with run_dir.RunLock(output_dir) if role.is_chief else contextlib.nullcontext() as lock, \
-                distribute.GroupWatch(strategy, on_lost=lock.release if lock else None):
+                group.GroupWatch(strategy, on_lost=lock.release if lock else None):
             if role.is_chief:
                 run_dir.prepare(output_dir, config, flags_text, note)
             try:
@@ -185,6 +185,7 @@ def _train(config: config_lib.RunConfig, output_dir: str, strategy: tf.distribut
                     save(current)
                 reason = stop.received or "a signal to another worker"
                 logging.info("%s: saved step %d, stopping", reason, current)
+                distribute.leave_together(strategy)
                 return {"step": current, "stopped_by": reason, "best": validation.best}
 
         # The end: a SIGTERM from here on lets the checkpoint, validation and export finish.
@@ -204,7 +205,7 @@ def _train(config: config_lib.RunConfig, output_dir: str, strategy: tf.distribut
             exported, exported_now = _export_final(model, config, output_dir, current)
         # Every worker leaves together: one that left while the chief still exported would end
         # its part of the coordination service, and a worker still at work would take it for lost.
-        any_worker(False)
+        distribute.leave_together(strategy)
         if not role.is_chief:
             return {"step": current, "final": None, "best": None, "export": None}
     if validation.best:
@@ -266,10 +267,10 @@ def main(config: config_lib.RunConfig, output_dir: str, flags_text: str, note: s
             run_dir.RunDirError, distribute.DistributionError) as e:
         sys.exit(f"error: {e}")
     except tf.errors.OpError as e:  # under several workers: one of them was lost
-        line = distribute.lost_worker_line(e, strategy)
+        line = group.lost_worker_line(e, strategy)
         if line is None:
             raise
-        distribute.report_lost_worker(line)
+        group.report_lost_worker(line)
         os._exit(1)  # not sys.exit: TensorFlow's shutdown would wait for the lost worker
     first = next(iter(run_dir.read_validations(os.path.join(output_dir, run_dir.VALIDATIONS))), None)
     if first and summary.get("final") and first["step"] == 0:

@@ -14,7 +14,7 @@ import pytest
 import warm_python
 from helpers import REPO, checkpoint_steps, tiny_flags
 
-from reid_tf import distribute
+from reid_tf import distribute, group
 from reid_tf.localhost import free_ports
 
 # Runs the trainer with a validation that first sleeps SLOW_VALIDATION seconds (a long one, as
@@ -195,9 +195,25 @@ def test_the_lost_worker_line_from_each_error_tensorflow_gives():
     refused = tf.errors.UnavailableError(None, None, (
         "Collective ops is aborted by: failed to connect to all addresses; last error: UNKNOWN:"
         " ipv4:host-b:2222: Failed to connect to remote host: Connection refused"))
+    # The barrier every worker leaves at: a worker's heartbeats stop, or its host (the chief) dies.
+    barrier_heartbeats = tf.errors.InternalError(None, None, (
+        "Barrier failed because: task is set to ERROR: UNAVAILABLE: Task /job:worker/replica:0/task:1"
+        " heartbeat timeout. This indicates that the remote task has failed, got preempted, or crashed"
+        " unexpectedly. Barrier Id: reid_tf/leave/0::0, Task: /job:worker/replica:0/task:1"))
+    barrier_host = tf.errors.UnavailableError(None, None, (
+        "Failed to send RPC to coordination service. Either the leader task was preempted/died/restarted"
+        " unexpectedly or this task is experiencing network issues. Additional GRPC error information from"
+        " remote target /job:worker/replica:0/task:0 while calling /tensorflow.CoordinationService/Barrier:"
+        ' :UNKNOWN:Error received from peer  {grpc_message:"Socket closed", grpc_status:14}'))
     other = tf.errors.InvalidArgumentError(None, None, "Incompatible shapes")
-    assert distribute.lost_worker_line(heartbeats, strategy).startswith(
+    assert group.lost_worker_line(heartbeats, strategy).startswith(
         "lost worker 2 (host-c:2222): it stopped sending heartbeats.")
-    assert distribute.lost_worker_line(refused, strategy).startswith(
+    assert group.lost_worker_line(refused, strategy).startswith(
         "lost worker 1 (host-b:2222): its connection was refused.")
-    assert distribute.lost_worker_line(other, strategy) is None
+    assert group.lost_worker_line(barrier_heartbeats, strategy).startswith(
+        "lost worker 1 (host-b:2222): it stopped sending heartbeats.")
+    as_worker_2 = types.SimpleNamespace(cluster_resolver=types.SimpleNamespace(
+        task_type="worker", task_id=2, cluster_spec=resolver.cluster_spec))
+    assert group.lost_worker_line(barrier_host, as_worker_2).startswith(
+        "lost worker 0 (host-a:2222): its connection was reset.")
+    assert group.lost_worker_line(other, strategy) is None
