@@ -13,10 +13,10 @@ import warnings
 from collections.abc import Callable
 
 import keras
-import tensorflow as tf
 
 from reid_tf import osnet, resnet_torch
 from reid_tf.config import BACKBONES
+from reid_tf.fused_bn import FusedBatchNormalization
 
 
 class BackboneError(RuntimeError):
@@ -86,48 +86,6 @@ PREPROCESSING_TEXT = {
 }
 
 
-@keras.saving.register_keras_serializable("reid_tf")
-class FusedBatchNormalization(keras.layers.BatchNormalization):
-    """BatchNormalization of 4-D inputs by TF's fused kernel (one pass each way; oneDNN, cuDNN).
-
-    Keras 3 computes batch norm op by op (moments, then scale and shift, with casts under mixed
-    precision): measured here, that is 3.5x slower and most of a ResNet50 train step on a CPU.
-    Same weights and results; other cases fall back to the Keras computation. `mode` is the
-    backbone's --backbone_bn: train, frozen (always inference mode) or train_no_update (batch
-    statistics in training, the moving ones left as they are).
-    """
-
-    def __init__(self, mode: str = "train", **kwargs):
-        super().__init__(**kwargs)
-        self.mode = mode
-
-    def get_config(self):
-        return {**super().get_config(), "mode": self.mode}
-
-    def call(self, inputs, training=None, mask=None):
-        if self.mode == "frozen":
-            training = False
-        if (mask is not None or self.renorm or self.synchronized or not (self.scale and self.center)
-                or len(inputs.shape) != 4 or self.axis not in (-1, 3)):
-            return super().call(inputs, training=training, mask=mask)
-        if training and self.trainable:
-            y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
-                inputs, self.gamma, self.beta, epsilon=self.epsilon, is_training=True)
-            if self.mode == "train_no_update":
-                return tf.cast(y, self.compute_dtype)
-            # The kernel returns the Bessel-corrected variance; Keras averages the biased one.
-            n = tf.cast(tf.reduce_prod(tf.shape(inputs)[:3]), tf.float32)
-            variance = variance * (n - 1.0) / n
-            self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
-            self.moving_variance.assign(
-                self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
-        else:
-            y, _, _ = tf.compat.v1.nn.fused_batch_norm(
-                inputs, self.gamma, self.beta, mean=self.moving_mean, variance=self.moving_variance,
-                epsilon=self.epsilon, is_training=False)
-        return tf.cast(y, self.compute_dtype)
-
-
 def rebuilt_backbone(model: keras.Model, last_stride: int = 2, batch_norm: str = "train") -> keras.Model:
     """A copy of a network whose BatchNormalization layers use the fused kernel (in mode
     `batch_norm`), and whose last downsampling (the stride-2 layers whose output is the final
@@ -151,6 +109,9 @@ def rebuilt_backbone(model: keras.Model, last_stride: int = 2, batch_norm: str =
             config["padding"] = ((pads[layer.name],) * 2,) * 2
         return cls.from_config(config)
 
+    if last_stride == 2 and not any(type(layer) is keras.layers.BatchNormalization or (
+            isinstance(layer, FusedBatchNormalization) and layer.mode != batch_norm) for layer in model.layers):
+        return model  # built on the fused kernel in this mode (OSNet, torchvision's ResNet): no copy
     rebuilt = keras.models.clone_model(model, clone_function=clone)
     rebuilt.set_weights(model.get_weights())
     grown = tuple(rebuilt.output.shape[1:3])  # twice the map, less one where a size was odd

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import keras
 
+from reid_tf.fused_bn import FusedBatchNormalization
+
 # Stage widths (conv1, conv2, conv3, conv4 = conv5) of Table 1, and of the width multipliers.
 WIDTHS = {
     "osnet_x1_0": (64, 256, 384, 512),
@@ -95,7 +97,7 @@ def _conv_bn(x, filters: int, kernel: int, name: str, stride: int = 1, relu: boo
     x = keras.layers.Conv2D(filters, kernel, strides=stride, use_bias=False, kernel_initializer=_kernel(init),
                             name=f"{name}_conv")(x)
     if norm == "bn":
-        x = keras.layers.BatchNormalization(epsilon=1e-5, momentum=0.9, name=f"{name}_bn")(x)
+        x = FusedBatchNormalization(epsilon=1e-5, momentum=0.9, name=f"{name}_bn")(x)
     elif norm == "in":
         x = instance_norm(f"{name}_in")(x)
     return keras.layers.ReLU(name=f"{name}_relu")(x) if relu else x
@@ -106,7 +108,7 @@ def _lite_conv(x, filters: int, name: str, init: str = "keras"):
     x = keras.layers.Conv2D(filters, 1, use_bias=False, kernel_initializer=_kernel(init), name=f"{name}_pw")(x)
     x = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False, depthwise_initializer=_kernel(init, True),
                                      name=f"{name}_dw")(x)
-    x = keras.layers.BatchNormalization(epsilon=1e-5, momentum=0.9, name=f"{name}_bn")(x)
+    x = FusedBatchNormalization(epsilon=1e-5, momentum=0.9, name=f"{name}_bn")(x)
     return keras.layers.ReLU(name=f"{name}_relu")(x)
 
 

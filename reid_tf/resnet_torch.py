@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import keras
 
+from reid_tf.fused_bn import FusedBatchNormalization
 from reid_tf.osnet import TorchKaimingFanOut
 
 STAGES = ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2))  # width, blocks, first stride
@@ -22,7 +23,7 @@ def _conv(x, filters: int, kernel: int, stride: int, name: str, init: str):
 
 
 def _bn(x, name: str):
-    return keras.layers.BatchNormalization(epsilon=1e-5, momentum=0.9, name=name)(x)
+    return FusedBatchNormalization(epsilon=1e-5, momentum=0.9, name=name)(x)
 
 
 def bottleneck(x, width: int, stride: int, name: str, init: str):

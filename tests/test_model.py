@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from reid_tf import backbones, losses
+from reid_tf import backbones, fused_bn, losses
 from reid_tf import model as model_lib
 
 SHAPE = (64, 32, 3)
@@ -128,7 +128,7 @@ def test_bad_values():
 def test_fused_batch_norm_equals_keras_batch_norm(training):
     x = tf.random.stateless_normal([6, 5, 4, 3], seed=[1, 2]) * 3 + 1
     plain = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-3)
-    fused = backbones.FusedBatchNormalization(momentum=0.9, epsilon=1e-3)
+    fused = fused_bn.FusedBatchNormalization(momentum=0.9, epsilon=1e-3)
     plain.build(x.shape)
     fused.build(x.shape)
     rng = np.random.default_rng(0)
@@ -148,8 +148,8 @@ def test_fused_batch_norm_equals_keras_batch_norm(training):
 def test_resnet_backbone_uses_the_fused_batch_norm():
     backbone = backbones.build_backbone("resnet50", "none", SHAPE)
     kinds = {type(layer) for layer in backbone.layers if "bn" in layer.name}
-    assert kinds == {backbones.FusedBatchNormalization}
-    assert sum(isinstance(layer, backbones.FusedBatchNormalization) for layer in backbone.layers) == 53
+    assert kinds == {fused_bn.FusedBatchNormalization}
+    assert sum(isinstance(layer, fused_bn.FusedBatchNormalization) for layer in backbone.layers) == 53
 
 
 def test_fused_copy_keeps_a_backbones_weights_and_outputs():
