@@ -29,7 +29,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from reid_tf import backbones, console, images, synthetic
+from reid_tf import backbones, console, images, synthetic, training_log
 from reid_tf import model as model_lib
 
 WEIGHTS_FILE = "resnet50v2_standin.weights.h5"
@@ -130,7 +130,7 @@ def main() -> None:
     summary = {"backbone": BACKBONE, "task": {k: f"{n} classes" for k, n in synthetic.ATTRIBUTES.items()},
                "people": args.ids, "images": args.ids * 4, "steps": args.steps, "batch": args.batch,
                "seed": args.seed, "sizes": args.sizes, "final_training_metrics": last,
-               "fingerprint": fingerprint(plain),
+               "fingerprint": fingerprint(plain), "cpu": training_log.cpu_kind(),
                "seconds": round(time.time() - start)}
     with open(os.path.join(args.output, "standin.json"), "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2)

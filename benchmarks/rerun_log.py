@@ -11,16 +11,20 @@ Scale: images 224x112 -> 64x32 (2/7) and 256x128 -> 72x36 (the nearest even size
 aspect), every step count x 1/100. Each run's compact summary (validation lines, first-step
 losses, effective flags, seed, the stand-in's fingerprint) goes to --summaries as it finishes;
 started again, the script skips finished runs (those whose summary is in --summaries from this
-stand-in, which is deterministic, so a fresh clone resumes) and
-resumes a killed one (the trainer resumes). tools/report.py
---training_log=DIR writes docs/training_log.md from the summaries.
+stand-in, which is deterministic on one kind of CPU, so a fresh clone there resumes) and resumes a
+killed one (the trainer resumes). It refuses to mix stand-ins: where the summaries came from another
+one (another kind of CPU builds other last bits), it stops, unless --replace_summaries starts the
+set again. The stand-in's own summary goes to --summaries too. tools/report.py --training_log=DIR
+writes docs/training_log.md from the summaries.
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -56,6 +60,21 @@ def scaled(values: dict[str, str]) -> list[str]:
     return out
 
 
+def other_standins(summaries: str, fingerprint: str) -> dict[str, tuple[str, str]]:
+    """{summary file: (its stand-in's fingerprint, the CPU it was made on)} of the summaries (and the
+    stand-in's own) that did not start from the stand-in `fingerprint`."""
+    out = {}
+    paths = sorted(glob.glob(os.path.join(summaries, "runs", "*.json"))) + [os.path.join(summaries, "standin.json")]
+    for path in paths:
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                s = json.load(f)
+            made_from = s.get("standin", s.get("fingerprint"))
+            if made_from != fingerprint:
+                out[path] = (made_from, s.get("cpu", "a CPU not recorded"))
+    return out
+
+
 def plan() -> list[tuple[str, int]]:
     """(run name, seed) in the order they run: seed by seed, so that a stop leaves whole seeds."""
     names = [r.name for r in training_log.RUNS]
@@ -71,6 +90,8 @@ def main() -> None:
     parser.add_argument("--standin_steps", type=int, default=1500)
     parser.add_argument("--only", default="", help="comma-separated run names (default: all)")
     parser.add_argument("--dry_run", action="store_true", help="print the commands only")
+    parser.add_argument("--replace_summaries", action="store_true",
+                        help="delete the summaries made from another stand-in and start the set again")
     args = parser.parse_args()
     out = os.path.relpath(os.path.abspath(args.output_dir), REPO)  # paths in flags stay relative
     os.makedirs(os.path.join(REPO, out, "logs"), exist_ok=True)
@@ -127,6 +148,17 @@ def main() -> None:
     if not args.dry_run:
         with open(os.path.join(REPO, standin, "standin.json"), encoding="utf-8") as f:
             fingerprint = json.load(f)["fingerprint"]
+        others = other_standins(os.path.join(REPO, args.summaries), fingerprint)
+        if others and not args.replace_summaries:
+            kinds = sorted({f"{p} (made on {cpu})" for p, cpu in others.values()})
+            sys.exit(f"{args.summaries} holds {len(others)} summaries from another stand-in, {'; '.join(kinds)},"
+                     f" and this machine's is {fingerprint} ({training_log.cpu_kind()}): a stand-in's last bits"
+                     " depend on the kind of CPU, and one set must start from one stand-in. Run on the kind"
+                     " that made them, or pass --replace_summaries to delete them and start the set again.")
+        for path in others:
+            os.remove(path)
+        shutil.copyfile(os.path.join(REPO, standin, "standin.json"),
+                        os.path.join(REPO, args.summaries, "standin.json"))
     only = set(args.only.split(",")) if args.only else None
     parents_needed: set[tuple[str, int]] = set()
     for size in ((64, 32), (72, 36)):  # the raw features, before any row: at each size used

@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import platform
+import re
 
 FEATURES = "standin_features"  # the stand-in's raw features, before any row
 WITHDRAWN = ("resnet_IDE", "resnet_maxpool", "resnet_256")  # "(code has bug!!)" / replaced, b19bb52
@@ -127,16 +129,31 @@ def five_seed_runs() -> set[str]:
     return {"resnet"} | {c.compared_with for c in CLAIMS if c.compared_with and c.compared_with != c.row}
 
 
+def cpu_kind() -> str:
+    """This CPU's model name and widest vector instructions: oneDNN's and Eigen's sums, and so the
+    last bits of a trained network, depend on them (a run reproduces bit for bit on the same kind)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            text = f.read()
+    except OSError:
+        return platform.processor() or platform.machine()
+    name = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
+    flags = re.search(r"^flags\s*:\s*(.+)$", text, re.M)
+    present = set(flags.group(1).split()) if flags else set()
+    isa = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if f in present]
+    return f"{name.group(1).strip() if name else platform.machine()} ({' '.join(isa) or platform.machine()})"
+
+
 def write_summary(run_dir: str, name: str, seed: int, path: str, standin: str | None = None) -> None:
-    """A run's compact summary: its validation lines, first-step losses, effective flags and seed, and
-    the fingerprint of the stand-in weights it started from (None: it started from none)."""
+    """A run's compact summary: its validation lines, first-step losses, effective flags and seed, the
+    fingerprint of the stand-in weights it started from (None: it started from none) and the CPU."""
     from reid_tf import run_dir as run_dir_lib
 
     with open(os.path.join(run_dir, run_dir_lib.FLAGS_FILE), encoding="utf-8") as f:
         flags = [line.strip() for line in f if line.strip()]
     summary = {"run": name, "seed": seed, "flags": flags, "first_step": run_dir_lib.read_first_step(run_dir),
                "validations": run_dir_lib.read_validations(os.path.join(run_dir, run_dir_lib.VALIDATIONS)),
-               "train_images": _train_images(run_dir), "standin": standin}
+               "train_images": _train_images(run_dir), "standin": standin, "cpu": cpu_kind()}
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path + ".tmp", "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=1, sort_keys=True)

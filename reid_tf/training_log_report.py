@@ -137,7 +137,7 @@ def last_step(summaries: dict, run: str) -> int | None:
     return max(steps) if steps else None
 
 
-def tables(summaries: dict, verdicts: list[dict], sizes: tuple[bool, dict]) -> str:
+def tables(summaries: dict, verdicts: list[dict], sizes: tuple[bool, dict], standin: dict | None = None) -> str:
     """Every table of the doc, in markdown."""
     out = ["## The rule", "", RULE + ".", "", "## The table", "",
            "Each run's figures at its last step, mean ± standard deviation over its seeds: mAP (the original's"
@@ -155,15 +155,21 @@ def tables(summaries: dict, verdicts: list[dict], sizes: tuple[bool, dict]) -> s
         norm = figures(summaries, run.name, "embedding_norm", step)
         out.append(f"| {run.date} | `{run.name}` | {run.result} | {len(summaries.get(run.name, {}))} | {step or '–'} | "
                    + " | ".join(_stat(c) for c in cells) + f" | {_stat(first)} | {_stat(norm)} |")
-    prints = {}
+    prints: dict[tuple[str, str], int] = {}
     for seeds in summaries.values():
         for summary in seeds.values():
-            key = summary.get("standin") or "not recorded"
+            key = (summary.get("standin") or "not recorded", summary.get("cpu") or "a CPU not recorded")
             prints[key] = prints.get(key, 0) + 1
-    starts = "; ".join(f"`{k}`: {n} run(s)" for k, n in sorted(prints.items()))
+    starts = "; ".join(f"`{k}`: {n} run(s), made on {cpu}" for (k, cpu), n in sorted(prints.items()))
+    trained = "" if not standin else (
+        f" It was trained for {standin['steps']} steps of {standin['batch']} images at {standin['sizes']}"
+        f" on {standin.get('cpu', 'a CPU not recorded')} (`docs/training_log/standin.json`).")
     out += ["", "## The stand-in's raw features", "",
-            "The runs start from the stand-in whose weights have the fingerprint (benchmarks/imagenet_standin.py,"
-            f" deterministic) {starts}.", "",
+            "The runs start from the stand-in (`benchmarks/imagenet_standin.py`) whose weights have the"
+            f" fingerprint {starts}.{trained} The stand-in and every run are deterministic on one kind of"
+            " CPU, not across kinds: their kernels' sums follow the CPU's vector instructions, so a run"
+            " reproduces its committed lines bit for bit (`benchmarks/reproduce_run.py`) on the kind that"
+            " made it.", "",
             "Validation mAP of the stand-in's pooled features, no re-ID training, over five validation splits"
             " (seeds 0–4), at each input size the rows use:", "",
             "| size | mAP | seeds |", "|---|---|---|"]
@@ -236,7 +242,12 @@ def write(folder: str, output: str, template: str) -> list[dict]:
     from reid_tf import plots
 
     plots.comparison_panels(summaries, CLAIMS, panels, figures)
-    text = template.format(command=COMMAND, tables=tables(summaries, verdicts, sizes),
+    standin_file = os.path.join(folder, "standin.json")
+    standin = None
+    if os.path.exists(standin_file):
+        with open(standin_file, encoding="utf-8") as f:
+            standin = json.load(f)
+    text = template.format(command=COMMAND, tables=tables(summaries, verdicts, sizes, standin),
                            panels=os.path.relpath(panels, os.path.dirname(output)))
     with open(output, "w", encoding="utf-8") as f:
         f.write(text)

@@ -182,3 +182,25 @@ def test_a_finished_run_started_again_keeps_its_first_loss(source, market_dir):
     first = run_dir.read_first_step(source)
     train_lib.run(with_train(tiny_config(market_dir, max_steps=2, eval_every=1)), source)
     assert run_dir.read_first_step(source) == first
+
+
+def test_the_rerun_refuses_summaries_from_another_standin_and_keeps_them(tmp_path):
+    """A machine whose stand-in differs (another kind of CPU) must not re-run over a committed set."""
+    import subprocess
+
+    standin = tmp_path / "out" / "standin"
+    standin.mkdir(parents=True)
+    (standin / "resnet50v2_standin.weights.h5").write_bytes(b"")
+    (standin / "standin.json").write_text(json.dumps({"fingerprint": "aaaa", "cpu": "CPU A (avx2)"}))
+    runs = tmp_path / "summaries" / "runs"
+    runs.mkdir(parents=True)
+    committed = runs / "resnet-seed0.json"
+    committed.write_text(json.dumps({"run": "resnet", "seed": 0, "standin": "bbbb", "cpu": "CPU B (avx512f)"}))
+    done = subprocess.run([sys.executable, "benchmarks/rerun_log.py", f"--output_dir={tmp_path / 'out'}",
+                           f"--summaries={tmp_path / 'summaries'}"], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "bbbb (made on CPU B (avx512f))" in lines[0] and "aaaa" in lines[0]
+    assert "--replace_summaries" in lines[0]
+    assert json.loads(committed.read_text())["standin"] == "bbbb"
+    assert not (tmp_path / "summaries" / "standin.json").exists()
