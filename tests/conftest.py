@@ -1,6 +1,7 @@
-"""Shared fixtures: a tiny synthetic Market-1501 written once per session, and one tiny trained run
-(with its export) for the tests that only need "a run"."""
+"""Shared fixtures: a tiny synthetic Market-1501 and one tiny trained run (with its export) for the
+tests that only need "a run", each made once for the whole test run, however many xdist workers."""
 
+import fcntl
 import os
 import shutil
 
@@ -21,15 +22,29 @@ def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: rank.get(os.path.basename(str(item.fspath)), len(rank)))
 
 
+def made_once(tmp_path_factory, name: str, make) -> str:
+    """The folder `name`, made by `make(folder)` once for the whole test run: the xdist workers share
+    their base folder's parent, and the first to ask makes it while the others wait on its lock."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent
+    folder, done = base / name, base / f"{name}.done"
+    with open(base / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            make(str(folder))
+            done.touch()
+    return str(folder)
+
+
 @pytest.fixture(scope="session")
 def market_dir(tmp_path_factory):
     """16 identities (8 train, 8 test), 3 cameras, 2 images per camera, at 64x32."""
-    root = tmp_path_factory.mktemp("market")
-    synthetic.make_synthetic_market(
-        str(root), num_ids=16, num_cameras=3, images_per_camera=2, height=64, width=32,
-        seed=3, num_junk=3, num_distractors=3,
-    )
-    return str(root)
+    return made_once(tmp_path_factory, "market", lambda root: synthetic.make_synthetic_market(
+        root, num_ids=16, num_cameras=3, images_per_camera=2, height=64, width=32,
+        seed=3, num_junk=3, num_distractors=3))
 
 
 @pytest.fixture(scope="session")
@@ -40,10 +55,12 @@ def trained_run(market_dir, tmp_path_factory):
 
     from reid_tf import train_lib
 
-    out = str(tmp_path_factory.mktemp("trained") / "run")
-    config = tiny_config(market_dir, eval_before_training=True, max_steps=30, eval_every=10, checkpoint_every=10)
-    train_lib.run(config, out, "--seed=0\n")
-    return out
+    def train(folder):
+        config = tiny_config(market_dir, eval_before_training=True, max_steps=30, eval_every=10,
+                             checkpoint_every=10)
+        train_lib.run(config, os.path.join(folder, "run"), "--seed=0\n")
+
+    return os.path.join(made_once(tmp_path_factory, "trained", train), "run")
 
 
 @pytest.fixture
