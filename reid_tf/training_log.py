@@ -144,16 +144,25 @@ def cpu_kind() -> str:
     return f"{name.group(1).strip() if name else platform.machine()} ({' '.join(isa) or platform.machine()})"
 
 
+def tensorflow_version() -> str:
+    """The installed TensorFlow's version: another release may compute other last bits too."""
+    import tensorflow as tf  # here, not at the top: reading the log's data needs no TensorFlow
+
+    return tf.__version__
+
+
 def write_summary(run_dir: str, name: str, seed: int, path: str, standin: str | None = None) -> None:
     """A run's compact summary: its validation lines, first-step losses, effective flags and seed, the
-    fingerprint of the stand-in weights it started from (None: it started from none) and the CPU."""
+    fingerprint of the stand-in weights it started from (None: it started from none), the CPU and
+    TensorFlow's version."""
     from reid_tf import run_dir as run_dir_lib
 
     with open(os.path.join(run_dir, run_dir_lib.FLAGS_FILE), encoding="utf-8") as f:
         flags = [line.strip() for line in f if line.strip()]
     summary = {"run": name, "seed": seed, "flags": flags, "first_step": run_dir_lib.read_first_step(run_dir),
                "validations": run_dir_lib.read_validations(os.path.join(run_dir, run_dir_lib.VALIDATIONS)),
-               "train_images": _train_images(run_dir), "standin": standin, "cpu": cpu_kind()}
+               "train_images": _train_images(run_dir), "standin": standin, "cpu": cpu_kind(),
+               "tensorflow": tensorflow_version()}
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path + ".tmp", "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=1, sort_keys=True)

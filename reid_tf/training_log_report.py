@@ -137,6 +137,12 @@ def last_step(summaries: dict, run: str) -> int | None:
     return max(steps) if steps else None
 
 
+def _made_on(summary: dict) -> str:
+    """Where a summary was made, as it recorded: the CPU's kind and TensorFlow's version."""
+    tf_version = f" with TensorFlow {summary['tensorflow']}" if summary.get("tensorflow") else ""
+    return (summary.get("cpu") or "a CPU not recorded") + tf_version
+
+
 def tables(summaries: dict, verdicts: list[dict], sizes: tuple[bool, dict], standin: dict | None = None) -> str:
     """Every table of the doc, in markdown."""
     out = ["## The rule", "", RULE + ".", "", "## The table", "",
@@ -158,12 +164,12 @@ def tables(summaries: dict, verdicts: list[dict], sizes: tuple[bool, dict], stan
     prints: dict[tuple[str, str], int] = {}
     for seeds in summaries.values():
         for summary in seeds.values():
-            key = (summary.get("standin") or "not recorded", summary.get("cpu") or "a CPU not recorded")
+            key = (summary.get("standin") or "not recorded", _made_on(summary))
             prints[key] = prints.get(key, 0) + 1
-    starts = "; ".join(f"`{k}`: {n} run(s), made on {cpu}" for (k, cpu), n in sorted(prints.items()))
+    starts = "; ".join(f"`{k}`: {n} run(s), made on {where}" for (k, where), n in sorted(prints.items()))
     trained = "" if not standin else (
         f" It was trained for {standin['steps']} steps of {standin['batch']} images at {standin['sizes']}"
-        f" on {standin.get('cpu', 'a CPU not recorded')} (`docs/training_log/standin.json`).")
+        f" on {_made_on(standin)} (`docs/training_log/standin.json`).")
     out += ["", "## The stand-in's raw features", "",
             "The runs start from the stand-in (`benchmarks/imagenet_standin.py`) whose weights have the"
             f" fingerprint {starts}.{trained} The stand-in and every run are deterministic on one kind of"

@@ -204,3 +204,17 @@ def test_the_rerun_refuses_summaries_from_another_standin_and_keeps_them(tmp_pat
     assert "--replace_summaries" in lines[0]
     assert json.loads(committed.read_text())["standin"] == "bbbb"
     assert not (tmp_path / "summaries" / "standin.json").exists()
+
+
+def test_a_summary_holds_the_runs_lines_and_where_it_was_made(trained_run, tmp_path):
+    from reid_tf import training_log
+
+    path = str(tmp_path / "runs" / "resnet-seed0.json")
+    training_log.write_summary(trained_run, "resnet", 0, path, "abcd")
+    summary = json.load(open(path))
+    assert summary["flags"] == ["--seed=0"] and summary["standin"] == "abcd"
+    assert summary["validations"] == run_dir.read_validations(os.path.join(trained_run, run_dir.VALIDATIONS))
+    assert [r["step"] for r in summary["validations"]] == [0, 10, 20, 30]
+    assert summary["cpu"] == training_log.cpu_kind() and "(" in summary["cpu"]
+    assert summary["tensorflow"] == tf.__version__
+    assert training_log.read_summaries(str(tmp_path)) == {"resnet": {0: summary}}
