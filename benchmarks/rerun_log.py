@@ -151,12 +151,12 @@ def main() -> None:
         others = other_standins(os.path.join(REPO, args.summaries), fingerprint)
         if others and not args.replace_summaries:
             kinds = sorted({f"{p} (made on {cpu})" for p, cpu in others.values()})
-            sys.exit(f"{args.summaries} holds {len(others)} summaries from another stand-in, {'; '.join(kinds)},"
-                     f" and this machine's is {fingerprint} ({training_log.cpu_kind()}): a stand-in's last bits"
-                     " depend on the kind of CPU, and one set must start from one stand-in. Run on the kind"
-                     " that made them, or pass --replace_summaries to delete them and start the set again.")
+            sys.exit(f"{args.summaries}: {len(others)} summaries start from stand-in {'; '.join(kinds)}, not this"
+                     f" machine's {fingerprint} ({training_log.cpu_kind()}): run on that kind of CPU, or pass"
+                     " --replace_summaries to start the set again")
         for path in others:
             os.remove(path)
+        os.makedirs(os.path.join(REPO, args.summaries), exist_ok=True)
         shutil.copyfile(os.path.join(REPO, standin, "standin.json"),
                         os.path.join(REPO, args.summaries, "standin.json"))
     only = set(args.only.split(",")) if args.only else None

@@ -1,4 +1,5 @@
-"""Batch norm on TensorFlow's fused kernel, the layer every backbone's batch norm becomes."""
+"""Batch norm on TensorFlow's fused kernel, the layer every backbone's batch norm becomes, and the
+base of the batch norms that carry a mode (--backbone_bn, --head_bn)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,19 @@ import keras
 import tensorflow as tf
 
 
+class ModedBatchNormalization(keras.layers.BatchNormalization):
+    """A batch norm with a training `mode` (its flag's value), kept in its config."""
+
+    def __init__(self, mode: str = "train", **kwargs):
+        super().__init__(**kwargs)
+        self.mode = mode
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}
+
+
 @keras.saving.register_keras_serializable("reid_tf")
-class FusedBatchNormalization(keras.layers.BatchNormalization):
+class FusedBatchNormalization(ModedBatchNormalization):
     """BatchNormalization of 4-D inputs by TF's fused kernel (one pass each way; oneDNN, cuDNN).
 
     Keras 3 computes batch norm op by op (moments, then scale and shift, with casts under mixed
@@ -16,13 +28,6 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     backbone's --backbone_bn: train, frozen (always inference mode) or train_no_update (batch
     statistics in training, the moving ones left as they are).
     """
-
-    def __init__(self, mode: str = "train", **kwargs):
-        super().__init__(**kwargs)
-        self.mode = mode
-
-    def get_config(self):
-        return {**super().get_config(), "mode": self.mode}
 
     def call(self, inputs, training=None, mask=None):
         if self.mode == "frozen":

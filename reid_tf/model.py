@@ -11,6 +11,7 @@ import tensorflow as tf
 from reid_tf import backbones
 from reid_tf.backbones import backbone_of, build_backbone  # noqa: F401 - public here too (reid_tf.model.build_backbone)
 from reid_tf.config import ModelConfig, RunConfig
+from reid_tf.fused_bn import ModedBatchNormalization
 
 
 @keras.saving.register_keras_serializable("reid_tf")
@@ -42,18 +43,11 @@ class PixelPreprocessing(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable("reid_tf")
-class HeadBatchNormalization(keras.layers.BatchNormalization):
+class HeadBatchNormalization(ModedBatchNormalization):
     """The head's batch norm, in mode --head_bn: train (Keras'), inference_init (always the
     moving statistics, which then never leave 0 and 1), or batch_no_update (batch statistics in
     training, the moving ones never updated: the original's tf.layers.batch_normalization whose
     update ops nothing ran)."""
-
-    def __init__(self, mode: str = "train", **kwargs):
-        super().__init__(**kwargs)
-        self.mode = mode
-
-    def get_config(self):
-        return {**super().get_config(), "mode": self.mode}
 
     def call(self, inputs, training=None, mask=None):
         if self.mode == "inference_init":
