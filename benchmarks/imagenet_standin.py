@@ -131,7 +131,7 @@ def main() -> None:
                "people": args.ids, "images": args.ids * 4, "steps": args.steps, "batch": args.batch,
                "seed": args.seed, "sizes": args.sizes, "final_training_metrics": last,
                "fingerprint": fingerprint(plain), "cpu": training_log.cpu_kind(),
-               "tensorflow": training_log.tensorflow_version(),
+               **training_log.software(),
                "seconds": round(time.time() - start)}
     with open(os.path.join(args.output, "standin.json"), "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2)

@@ -144,17 +144,18 @@ def cpu_kind() -> str:
     return f"{name.group(1).strip() if name else platform.machine()} ({' '.join(isa) or platform.machine()})"
 
 
-def tensorflow_version() -> str:
-    """The installed TensorFlow's version: another release may compute other last bits too."""
-    import tensorflow as tf  # here, not at the top: reading the log's data needs no TensorFlow
+def software() -> dict[str, str]:
+    """The installed TensorFlow's and Keras's versions: another release may compute other last bits."""
+    import keras  # here, not at the top: reading the log's data needs no TensorFlow
+    import tensorflow as tf
 
-    return tf.__version__
+    return {"tensorflow": tf.__version__, "keras": keras.__version__}
 
 
 def write_summary(run_dir: str, name: str, seed: int, path: str, standin: str | None = None) -> None:
     """A run's compact summary: its validation lines, first-step losses, effective flags and seed, the
     fingerprint of the stand-in weights it started from (None: it started from none), the CPU and
-    TensorFlow's version."""
+    TensorFlow's and Keras's versions."""
     from reid_tf import run_dir as run_dir_lib
 
     with open(os.path.join(run_dir, run_dir_lib.FLAGS_FILE), encoding="utf-8") as f:
@@ -162,7 +163,7 @@ def write_summary(run_dir: str, name: str, seed: int, path: str, standin: str | 
     summary = {"run": name, "seed": seed, "flags": flags, "first_step": run_dir_lib.read_first_step(run_dir),
                "validations": run_dir_lib.read_validations(os.path.join(run_dir, run_dir_lib.VALIDATIONS)),
                "train_images": _train_images(run_dir), "standin": standin, "cpu": cpu_kind(),
-               "tensorflow": tensorflow_version()}
+               **software()}
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path + ".tmp", "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=1, sort_keys=True)

@@ -138,9 +138,10 @@ def last_step(summaries: dict, run: str) -> int | None:
 
 
 def _made_on(summary: dict) -> str:
-    """Where a summary was made, as it recorded: the CPU's kind and TensorFlow's version."""
-    tf_version = f" with TensorFlow {summary['tensorflow']}" if summary.get("tensorflow") else ""
-    return (summary.get("cpu") or "a CPU not recorded") + tf_version
+    """Where a summary was made, as it recorded: the CPU's kind, TensorFlow's and Keras's versions."""
+    versions = [f"{name} {summary[key]}" for key, name in (("tensorflow", "TensorFlow"), ("keras", "Keras"))
+                if summary.get(key)]
+    return (summary.get("cpu") or "a CPU not recorded") + (f" with {' and '.join(versions)}" if versions else "")
 
 
 def tables(summaries: dict, verdicts: list[dict], sizes: tuple[bool, dict], standin: dict | None = None) -> str:

@@ -216,5 +216,5 @@ def test_a_summary_holds_the_runs_lines_and_where_it_was_made(trained_run, tmp_p
     assert summary["validations"] == run_dir.read_validations(os.path.join(trained_run, run_dir.VALIDATIONS))
     assert [r["step"] for r in summary["validations"]] == [0, 10, 20, 30]
     assert summary["cpu"] == training_log.cpu_kind() and "(" in summary["cpu"]
-    assert summary["tensorflow"] == tf.__version__
+    assert summary["tensorflow"] == tf.__version__ and summary["keras"] == keras.__version__
     assert training_log.read_summaries(str(tmp_path)) == {"resnet": {0: summary}}
