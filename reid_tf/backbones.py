@@ -99,6 +99,13 @@ def rebuilt_backbone(model: keras.Model, last_stride: int = 2, batch_norm: str =
         _producer(layer).name: layer.kernel_size[0] // 2 for layer in last
         if isinstance(_producer(layer), keras.layers.ZeroPadding2D) and hasattr(layer, "kernel_size")}
 
+    windows = [tuple(getattr(layer, "kernel_size", None) or getattr(layer, "pool_size", (3, 3))) for layer in last]
+    patchify = any(w == (2, 2) for w in windows)  # a 2x2 window at stride 1 computes something else
+    refused = BackboneError(f"--last_stride=1 does not apply to {model.name}: its last downsampling is not one"
+                            " stride-2 layer that keeps a map twice as large at stride 1; use --last_stride=2")
+    if last_stride == 1 and patchify:  # refused before the copy, which costs seconds
+        raise refused
+
     def clone(layer):
         fused = type(layer) in (keras.layers.BatchNormalization, FusedBatchNormalization)
         cls = FusedBatchNormalization if fused else type(layer)
@@ -113,14 +120,10 @@ def rebuilt_backbone(model: keras.Model, last_stride: int = 2, batch_norm: str =
             isinstance(layer, FusedBatchNormalization) and layer.mode != batch_norm) for layer in model.layers):
         return model  # built on the fused kernel in this mode (OSNet, torchvision's ResNet): no copy
     rebuilt = keras.models.clone_model(model, clone_function=clone)
-    rebuilt.set_weights(model.get_weights())
     grown = tuple(rebuilt.output.shape[1:3])  # twice the map, less one where a size was odd
-    windows = [tuple(getattr(layer, "kernel_size", None) or getattr(layer, "pool_size", (3, 3))) for layer in last]
-    patchify = any(w == (2, 2) for w in windows)  # a 2x2 window at stride 1 computes something else
-    if last_stride == 1 and (patchify or not all(2 * f - 1 <= g <= 2 * f for f, g in zip(final, grown))):
-        raise BackboneError(
-            f"--last_stride=1 does not apply to {model.name}: its last downsampling is not one stride-2"
-            " layer that keeps a map twice as large at stride 1; use --last_stride=2")
+    if last_stride == 1 and not all(2 * f - 1 <= g <= 2 * f for f, g in zip(final, grown)):
+        raise refused
+    rebuilt.set_weights(model.get_weights())
     return rebuilt
 
 

@@ -1,6 +1,7 @@
 import os
 import sys
 
+import keras
 import numpy as np
 import warm_python
 from helpers import REPO
@@ -61,7 +62,7 @@ def test_untrained_scores_low_and_training_learns(tmp_path):
                           return_id_num=8, image_num_every_id=4, valid_ids=0, train_eval_ids=0),
         model=C.ModelConfig(backbone="small", backbone_weights="none"),
         optimizer=C.OptimizerConfig(initial_learning_rate=3e-3, decay_steps=1000),
-        train=C.TrainConfig(max_steps=120, checkpoint_every=1000, eval_every=1000, log_every=50),
+        train=C.TrainConfig(max_steps=90, checkpoint_every=1000, eval_every=1000, log_every=50),
     )
     splits = datasets.market.load_market1501(root)
     seen = []
@@ -79,6 +80,7 @@ def test_untrained_scores_low_and_training_learns(tmp_path):
 
     objective.make_train_step, original = spy, objective.make_train_step
     try:
+        keras.utils.set_random_seed(0)  # the untrained network's weights, fixed: its score is a bound below
         before_model = model_lib.build_run_model(config)
         before = test_map(before_model)
         train_lib.run(config, str(tmp_path / "run"))
@@ -86,7 +88,7 @@ def test_untrained_scores_low_and_training_learns(tmp_path):
         objective.make_train_step = original
     after = test_map(seen[0])
     assert before < 0.2
-    # 120 steps of 8 x 4 images at 3x the quickstart's learning rate: well on the way (measured 0.027
-    # -> 0.164; 0.159 with 10 ids a batch, 0.105 in 80 steps at 1e-2; the quickstart reaches ~0.9).
+    # 90 steps of 8 x 4 images at 3x the quickstart's learning rate: well on the way (measured 0.023
+    # -> 0.151; 0.164 in 120 steps, 0.126 in 60; the quickstart reaches ~0.9).
     assert after > 0.1 and after > 4 * before, (before, after)
     assert np.isfinite(after)
