@@ -145,15 +145,29 @@ def make_any_worker(strategy: tf.distribute.Strategy) -> Callable[[bool], bool]:
 
 
 def leave_together(strategy: tf.distribute.Strategy) -> None:
-    """Return when every worker has come here: the coordination service's barrier, answered to all
-    at once. An all-reduce does not do: the chief could finish one and exit before a worker had
-    fetched its last message, and the worker took the refused connection for a lost chief."""
-    if role_of(strategy).num_workers > 1:
+    """Return when every worker has come here, the chief last: the coordination service's barrier,
+    then each worker's word that it has the barrier's answer. The chief hosts the service, so a
+    chief that left at once could cut a worker's answer off, and the worker took the reset
+    connection for a lost chief; only that last word can go unanswered, and a worker ignores it."""
+    role = role_of(strategy)
+    if role.num_workers > 1:
         from tensorflow.python.eager import context
 
+        n = next(_barriers)
         # No deadline that matters: the chief may validate and export for long; a lost worker
         # fails the barrier through its heartbeats.
-        context.context().wait_at_barrier(f"reid_tf/leave/{next(_barriers)}", 7 * 24 * 3_600_000)
+        context.context().wait_at_barrier(f"reid_tf/leave/{n}", 7 * 24 * 3_600_000)
+        if role.is_chief:
+            for index in range(1, role.num_workers):
+                try:
+                    context.context().get_config_key_value(f"reid_tf/left/{n}/{index}", 60_000)
+                except tf.errors.OpError:
+                    pass  # a worker lost after the barrier: the group had finished
+        else:
+            try:
+                context.context().set_config_key_value(f"reid_tf/left/{n}/{role.worker_index}", "1")
+            except tf.errors.OpError:
+                pass  # the chief had what it waited for and left
 
 
 _barriers = itertools.count()

@@ -106,5 +106,12 @@ class GroupWatch:
                 if report_lost_worker(line):
                     os._exit(1)  # the main thread may be in a long validation: end now
 
-    def __exit__(self, *exc) -> None:
+    def stop(self) -> None:
+        """End the watch, its probe in flight included: from the group's last barrier on, the
+        chief's exit is the end, not a loss."""
         self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -47,11 +47,11 @@ def run(config: config_lib.RunConfig, output_dir: str, flags_text: str | None = 
         distribute.check_same_config(strategy, config_lib.guarded_settings(config))
         role = distribute.role_of(strategy)
         with run_dir.RunLock(output_dir) if role.is_chief else contextlib.nullcontext() as lock, \
-                group.GroupWatch(strategy, on_lost=lock.release if lock else None):
+                group.GroupWatch(strategy, on_lost=lock.release if lock else None) as watch:
             if role.is_chief:
                 run_dir.prepare(output_dir, config, flags_text, note)
             try:
-                return _train(config, output_dir, strategy, role)
+                return _train(config, output_dir, strategy, role, watch)
             except TrainingError as e:
                 if role.is_chief:
                     run_dir.record_stop(output_dir, str(e))
@@ -96,7 +96,7 @@ class _Validation:
 
 
 def _train(config: config_lib.RunConfig, output_dir: str, strategy: tf.distribute.Strategy,
-           role: distribute.Role) -> dict:
+           role: distribute.Role, watch: group.GroupWatch) -> dict:
     t, d = config.train, config.data
     keras.utils.set_random_seed(t.seed)  # weights, dropout: a run is repeatable from its seed
     splits = datasets.split_records(datasets.load_training_sets(d), d, t.seed)
@@ -185,6 +185,7 @@ def _train(config: config_lib.RunConfig, output_dir: str, strategy: tf.distribut
                     save(current)
                 reason = stop.received or "a signal to another worker"
                 logging.info("%s: saved step %d, stopping", reason, current)
+                watch.stop()
                 distribute.leave_together(strategy)
                 return {"step": current, "stopped_by": reason, "best": validation.best}
 
@@ -205,6 +206,7 @@ def _train(config: config_lib.RunConfig, output_dir: str, strategy: tf.distribut
             exported, exported_now = _export_final(model, config, output_dir, current)
         # Every worker leaves together: one that left while the chief still exported would end
         # its part of the coordination service, and a worker still at work would take it for lost.
+        watch.stop()
         distribute.leave_together(strategy)
         if not role.is_chief:
             return {"step": current, "final": None, "best": None, "export": None}

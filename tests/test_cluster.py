@@ -18,15 +18,26 @@ from reid_tf import distribute, group
 from reid_tf.localhost import free_ports
 
 # Runs the trainer with a validation that first sleeps SLOW_VALIDATION seconds (a long one, as
-# Market-1501's takes minutes while the other workers wait in a collective).
+# Market-1501's takes minutes while the other workers wait in a collective), and, where LEFT_AT
+# names a file, a worker that writes the time into it and takes SLOW_LEAVE seconds to say it has
+# the last barrier's answer (a worker whose answer is slow to arrive).
 SLOW_TRAINER = r"""
 import os, runpy, sys, time
+from tensorflow.python.eager import context
 from reid_tf import evaluate
 real = evaluate.validate
 def slow(*args, **kwargs):
     time.sleep(float(os.environ.get("SLOW_VALIDATION", "0")))
     return real(*args, **kwargs)
 evaluate.validate = slow
+real_set = context.Context.set_config_key_value
+def slow_set(self, key, value):
+    if key.startswith("reid_tf/left/") and os.environ.get("LEFT_AT"):
+        with open(os.environ["LEFT_AT"], "w") as f:
+            f.write(str(time.time()))
+        time.sleep(float(os.environ["SLOW_LEAVE"]))
+    return real_set(self, key, value)
+context.Context.set_config_key_value = slow_set
 sys.argv = ["reid_tf.train"] + sys.argv[1:]
 runpy.run_module("reid_tf.train", run_name="__main__", alter_sys=True)
 """
@@ -110,20 +121,26 @@ def test_a_slow_chief_is_not_taken_for_a_dead_one(market_dir, tmp_path):
 
 
 def test_slurm_starts_the_group_without_tf_config(market_dir, tmp_path):
-    """srun's environment (faked: one node, two tasks) resolved by TF's SlurmClusterResolver."""
-    out = tmp_path / "run"
+    """srun's environment (faked: one node, two tasks) resolved by TF's SlurmClusterResolver; the
+    group ends together, the chief (the coordination service's host) last, even after a worker
+    slow to take the last barrier's answer."""
+    out, left_at = tmp_path / "run", tmp_path / "left_at"
     port = free_ports(1)[0]
 
     def slurm(index, ports):
+        slow = {"LEFT_AT": str(left_at), "SLOW_LEAVE": "3"} if index == 1 else {}
         return {"SLURM_PROCID": str(index), "SLURM_STEP_NUM_TASKS": "2", "SLURM_STEP_NODELIST": "localhost",
-                "SLURM_STEP_TASKS_PER_NODE": "2", "TF_CONFIG": "", "CUDA_VISIBLE_DEVICES": ""}
+                "SLURM_STEP_TASKS_PER_NODE": "2", "TF_CONFIG": "", "CUDA_VISIBLE_DEVICES": "", **slow}
 
     flags = tiny_flags(market_dir, out) + ["--cluster=slurm", f"--cluster_port={port}"]
     procs, _ = start([flags] * 2, tmp_path, env_of=slurm)
-    for proc in procs:
-        _, err = proc.communicate(timeout=300)
-        assert proc.returncode == 0, err[-3000:]
-        assert "on 2 replica(s) of 2 worker(s)" in err
+    chief_err = procs[0].communicate(timeout=300)[1]
+    chief_left = time.time()
+    _, err = procs[1].communicate(timeout=300)
+    for proc, output in zip(procs, (chief_err, err)):
+        assert proc.returncode == 0, output[-3000:]
+        assert "on 2 replica(s) of 2 worker(s)" in output
+    assert chief_left >= float(left_at.read_text()) + 3
     assert checkpoint_steps(str(out)) == [2, 4]
 
 
