@@ -132,3 +132,21 @@ def test_tool_says_what_a_features_file_must_hold(tmp_path):
         assert proc.returncode != 0 and "Traceback" not in proc.stderr
         assert last.startswith(f"error: {tmp_path / name} is ") and "not a features file" in last
         assert "query_features, gallery_features, query_pids" in last and "pickle" not in last
+
+
+def test_the_library_scores_an_export_and_its_saved_features_alike(saved_model, market_dir, tmp_path, capsys):
+    """eval_lib.run, the tool's library: an export's figures equal those of the features it saved
+    (a round trip through the .npz), and the printed table carries them."""
+    from reid_tf import eval_lib
+
+    scoring = C.ScoringConfig()
+    saved = str(tmp_path / "f.npz")
+    from_model = eval_lib.run(saved_model, None, scoring, eval_lib.Outputs(features_path=saved),
+                              dataset="market1501", data_dir=market_dir, reranked=True)
+    from_features = eval_lib.run(None, saved, scoring, reranked=True)
+    for key in ("mAP", "rank1", "mINP", "mAP_rerank", "original_mAP"):
+        assert from_model[key] == pytest.approx(from_features[key], abs=1e-6), key
+    table = capsys.readouterr().out
+    assert f"{from_model['mAP']:10.4f}" in table and "re-ranked" in table
+    with pytest.raises(eval_lib.EvalError, match="exactly one of --features"):
+        eval_lib.run(saved_model, saved, scoring)
