@@ -75,3 +75,32 @@ def png_claiming(width: int, height: int, idat: bytes | None = None) -> bytes:
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     body = zlib.compress(b"\0" * 16) if idat is None else idat
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+
+
+def touch_image(path, size=(32, 64), mode="RGB"):
+    """A plain grey image file (its size is width x height, as PIL counts)."""
+    from PIL import Image
+
+    Image.new(mode, size, 128).save(path)
+
+
+def make_msmt17(root, version="V1"):
+    """A tiny MSMT17 in its exact layout: 3 train identities (one in list_val), 2 test ones."""
+    train_dir, test_dir = {"V1": ("train", "test"), "V2": ("mask_train_v2", "mask_test_v2")}[version]
+    lists = {"list_train.txt": [], "list_val.txt": [], "list_query.txt": [], "list_gallery.txt": []}
+    for label, cams in ((0, (1, 3)), (1, (2, 15)), (2, (4, 5))):
+        for i, cam in enumerate(cams):
+            rel = f"{label:04d}/{label:04d}_{i:03d}_{cam:02d}_0303morning_{i:04d}_0.jpg"
+            os.makedirs(os.path.join(root, train_dir, f"{label:04d}"), exist_ok=True)
+            touch_image(os.path.join(root, train_dir, rel))
+            lists["list_val.txt" if label == 2 else "list_train.txt"].append(f"{rel} {label}")
+    for label, cams in ((0, (1, 2, 7)), (1, (3, 9))):
+        for i, cam in enumerate(cams):
+            rel = f"{label:04d}/{label:04d}_{i:03d}_{cam:02d}_0302noon_{i:04d}_1.jpg"
+            os.makedirs(os.path.join(root, test_dir, f"{label:04d}"), exist_ok=True)
+            touch_image(os.path.join(root, test_dir, rel))
+            lists["list_query.txt" if i == 0 else "list_gallery.txt"].append(f"{rel} {label}")
+    for name, lines in lists.items():
+        with open(os.path.join(root, name), "w") as f:
+            f.write("\n".join(lines) + "\n")
+    return str(root)

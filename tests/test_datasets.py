@@ -3,15 +3,11 @@ import os
 
 import numpy as np
 import pytest
-from helpers import png_claiming
+from helpers import make_msmt17, png_claiming, touch_image
 from PIL import Image
 
 from reid_tf import datasets
 from reid_tf.datasets import DatasetError, Record
-
-
-def _touch_image(path, size=(32, 64), mode="RGB"):
-    Image.new(mode, size, 128).save(path)
 
 
 def test_parse_market_and_duke_names():
@@ -39,9 +35,9 @@ def test_market_layout(market_dir):
 def test_duke_layout(tmp_path):
     for split in ("bounding_box_train", "query", "bounding_box_test"):
         os.makedirs(tmp_path / split)
-    _touch_image(tmp_path / "bounding_box_train" / "0005_c2_f0046985.jpg")
-    _touch_image(tmp_path / "query" / "0007_c1_f0001234.jpg")
-    _touch_image(tmp_path / "bounding_box_test" / "0007_c3_f0001299.jpg")
+    touch_image(tmp_path / "bounding_box_train" / "0005_c2_f0046985.jpg")
+    touch_image(tmp_path / "query" / "0007_c1_f0001234.jpg")
+    touch_image(tmp_path / "bounding_box_test" / "0007_c3_f0001299.jpg")
     splits = datasets.market.load_market1501(str(tmp_path))
     assert [(r.pid, r.camid) for r in splits["train"]] == [(5, 2)]
     assert [(r.pid, r.camid) for r in splits["gallery"]] == [(7, 3)]
@@ -58,8 +54,8 @@ def test_missing_folder_names_path_and_layout(tmp_path):
 def test_unmatched_names_are_reported_and_left_out(tmp_path, caplog):
     folder = tmp_path / "query"
     os.makedirs(folder)
-    _touch_image(folder / "0001_c1s1_000001_01.jpg")
-    _touch_image(folder / "badname.jpg")
+    touch_image(folder / "0001_c1s1_000001_01.jpg")
+    touch_image(folder / "badname.jpg")
     (folder / "Thumbs.db").write_bytes(b"x")
     records = datasets.market.read_market_folder(str(folder))
     assert [os.path.basename(r.path) for r in records] == ["0001_c1s1_000001_01.jpg"]
@@ -97,9 +93,9 @@ def test_relabel_is_dense_and_order_preserving():
 
 def test_unreadable_images_are_reported_and_left_out(tmp_path, caplog):
     good = tmp_path / "0001_c1s1_000001_01.jpg"
-    _touch_image(good)
+    touch_image(good)
     gray = tmp_path / "0001_c2s1_000001_01.png"
-    _touch_image(gray, mode="L")
+    touch_image(gray, mode="L")
     truncated = tmp_path / "0002_c1s1_000001_01.jpg"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 32, 3), np.uint8)).save(truncated)
     truncated.write_bytes(truncated.read_bytes()[:300])
@@ -133,31 +129,9 @@ def test_validation_split_is_deterministic_and_disjoint(market_dir):
         datasets.splits.split_validation(train, 8, seed=0)
 
 
-def _msmt17(root, version="V1"):
-    """A tiny MSMT17 in its exact layout: 3 train identities (one in list_val), 2 test ones."""
-    train_dir, test_dir = {"V1": ("train", "test"), "V2": ("mask_train_v2", "mask_test_v2")}[version]
-    lists = {"list_train.txt": [], "list_val.txt": [], "list_query.txt": [], "list_gallery.txt": []}
-    for label, cams in ((0, (1, 3)), (1, (2, 15)), (2, (4, 5))):
-        for i, cam in enumerate(cams):
-            rel = f"{label:04d}/{label:04d}_{i:03d}_{cam:02d}_0303morning_{i:04d}_0.jpg"
-            os.makedirs(os.path.join(root, train_dir, f"{label:04d}"), exist_ok=True)
-            _touch_image(os.path.join(root, train_dir, rel))
-            lists["list_val.txt" if label == 2 else "list_train.txt"].append(f"{rel} {label}")
-    for label, cams in ((0, (1, 2, 7)), (1, (3, 9))):
-        for i, cam in enumerate(cams):
-            rel = f"{label:04d}/{label:04d}_{i:03d}_{cam:02d}_0302noon_{i:04d}_1.jpg"
-            os.makedirs(os.path.join(root, test_dir, f"{label:04d}"), exist_ok=True)
-            _touch_image(os.path.join(root, test_dir, rel))
-            lists["list_query.txt" if i == 0 else "list_gallery.txt"].append(f"{rel} {label}")
-    for name, lines in lists.items():
-        with open(os.path.join(root, name), "w") as f:
-            f.write("\n".join(lines) + "\n")
-    return str(root)
-
-
 @pytest.mark.parametrize("version", ["V1", "V2"])
 def test_msmt17_layouts(tmp_path, version):
-    root = _msmt17(tmp_path, version)
+    root = make_msmt17(tmp_path, version)
     splits = datasets.msmt17.load_msmt17(root)
     # Labels move up by one (no identity 0, Market's distractor); cameras from the third field.
     expected = [(1, 1), (1, 3), (2, 2), (2, 15), (3, 4), (3, 5)]
@@ -174,7 +148,7 @@ def test_msmt17_refuses_a_wrong_folder_naming_the_layout_and_data_dir(tmp_path, 
     message = str(e.value)
     assert "\n" not in message and f"--data_dir={market_dir}" in message
     assert "list_train.txt" in message and "mask_train_v2/" in message
-    root = _msmt17(tmp_path)
+    root = make_msmt17(tmp_path)
     with open(os.path.join(root, "list_query.txt"), "a") as f:
         f.write("not a line\n")
     with pytest.raises(DatasetError, match=r"list_query.txt:3: expected 'DIR/FILE LABEL'"):
@@ -188,7 +162,7 @@ def _cuhk03_np(root):
             os.makedirs(os.path.join(root, labels, split))
             for pid in pids:
                 for cam in (1, 2):
-                    _touch_image(os.path.join(root, labels, split, f"{pid + offset:04d}_c{cam}_{cam}.png"))
+                    touch_image(os.path.join(root, labels, split, f"{pid + offset:04d}_c{cam}_{cam}.png"))
     return str(root)
 
 
@@ -211,7 +185,7 @@ def test_cuhk03_np_layout(tmp_path, market_dir):
 def test_several_datasets_train_as_one_with_identities_and_cameras_apart(tmp_path, market_dir):
     from reid_tf.config import DataConfig
 
-    msmt = _msmt17(tmp_path / "msmt")
+    msmt = make_msmt17(tmp_path / "msmt")
     cfg = DataConfig(dataset="market1501,msmt17", data_dir=f"{market_dir},{msmt}", valid_ids=2,
                      train_eval_ids=0)
     market_train, msmt_train = datasets.load_training_sets(cfg)
@@ -239,7 +213,7 @@ def test_several_datasets_train_as_one_with_identities_and_cameras_apart(tmp_pat
 def test_test_split_of_any_dataset(tmp_path, market_dir):
     from reid_tf.config import DataConfig
 
-    query, gallery = datasets.load_test_split(DataConfig(dataset="msmt17", data_dir=_msmt17(tmp_path)))
+    query, gallery = datasets.load_test_split(DataConfig(dataset="msmt17", data_dir=make_msmt17(tmp_path)))
     assert len(query) == 2 and len(gallery) == 3
     query, gallery = datasets.load_test_split(DataConfig(dataset="market1501", data_dir=market_dir))
     assert query == datasets.market.load_market1501(market_dir)["query"]

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from helpers import REPO
-from test_losses import CASES, _value_and_grad, addons_triplet_hard_loss
+from triplet_reference import CASES, addons_triplet_hard_loss, value_and_grad
 
 from reid_tf import data, datasets, losses
 
@@ -97,8 +97,8 @@ def test_semi_hard_equals_addons(case, metric, margin):
     emb, pids = SEMI_CASES[case]
     pids = tf.constant(pids)
     loss = losses.TripletSemiHardLoss(margin=margin, distance_metric=metric)
-    ours = _value_and_grad(lambda e: loss(pids, e), emb)
-    ref = _value_and_grad(lambda e: addons_triplet_semihard_loss(pids, e, margin, metric), emb)
+    ours = value_and_grad(lambda e: loss(pids, e), emb)
+    ref = value_and_grad(lambda e: addons_triplet_semihard_loss(pids, e, margin, metric), emb)
     np.testing.assert_allclose(ours[0], ref[0], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(ours[1], ref[1], rtol=1e-5, atol=1e-6)
 
@@ -110,11 +110,11 @@ def test_hard_loss_class_equals_addons_for_every_metric(case, metric, soft):
     emb, pids = CASES[case]
     pids = tf.constant(pids)
     loss = losses.TripletHardLoss(margin=0.5, soft=soft, distance_metric=metric)
-    ours = _value_and_grad(lambda e: loss(pids, e), emb)
+    ours = value_and_grad(lambda e: loss(pids, e), emb)
     if metric == "L2":
-        ref = _value_and_grad(lambda e: addons_triplet_hard_loss(pids, e, margin=0.5, soft=soft), emb)
+        ref = value_and_grad(lambda e: addons_triplet_hard_loss(pids, e, margin=0.5, soft=soft), emb)
     else:
-        ref = _value_and_grad(lambda e: addons_triplet_hard_loss_metric(pids, e, 0.5, soft, metric), emb)
+        ref = value_and_grad(lambda e: addons_triplet_hard_loss_metric(pids, e, 0.5, soft, metric), emb)
     np.testing.assert_allclose(ours[0], ref[0], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(ours[1], ref[1], rtol=1e-5, atol=1e-6)
 

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 import warm_python
-from helpers import REPO, tiny_config
+from helpers import REPO, make_msmt17, tiny_config
 from PIL import Image
 
 from reid_tf import config as C
@@ -141,9 +141,8 @@ def test_strips_label_each_tile(tmp_path, market_dir):
 
 def test_cross_domain_scoring_of_another_datasets_test_split(run, tmp_path):
     """A model trained on one layout (Market-1501) scored on MSMT17's query/gallery lists."""
-    from test_datasets import _msmt17
 
-    msmt = _msmt17(tmp_path / "msmt17")
+    msmt = make_msmt17(tmp_path / "msmt17")
     proc = run_tool(f"--model={run}", "--dataset=msmt17", f"--data_dir={msmt}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "2 queries, 3 gallery images" in proc.stdout and "scoring on the test split" not in proc.stdout
