@@ -239,3 +239,23 @@ def test_the_search_saved_model_equals_the_gallery_tool(trained_run, crops, tmp_
                        index.embeddings)
     with pytest.raises(export_lib.ExportError, match="needs --index"):
         export_lib.export_run(trained_run, str(tmp_path / "no"), fmt="search")
+
+
+def test_the_library_searches_a_folder_of_queries(trained_run, crops, tmp_path):
+    """gallery_queries.search_images, the tool's library: each indexed crop asked as a query finds
+    itself first, at distance 0; --other_cameras leaves only results from other cameras."""
+    from reid_tf import gallery_queries
+
+    index_dir = str(tmp_path / "idx")
+    gallery.index_folder(exported.open_export(trained_run), crops, index_dir, progress=None)
+    index = gallery.load(index_dir)
+    plain = gallery_queries.search_images(index_dir, crops, k=3)["queries"]
+    assert sorted(q["query"] for q in plain) == sorted(index.paths)  # the unreadable two left out
+    for q in plain:
+        assert q["results"][0]["path"] == q["query"] and q["results"][0]["distance"] < 1e-3
+    other = gallery_queries.search_images(index_dir, crops, k=3, other_cameras=True)["queries"]
+    camera = {p: gallery.describe_name(p)[1] for p in index.paths}
+    for q in other:
+        assert q["results"] and all(camera[r["path"]] != camera[q["query"]] for r in q["results"])
+    with pytest.raises(gallery.GalleryError, match="search needs --query"):
+        gallery_queries.search_images(index_dir, "")

@@ -8,8 +8,6 @@
 only what is not in the index yet. Distances are Euclidean, the metric the model was trained for.
 """
 
-import json
-import os
 import sys
 
 from absl import app, flags
@@ -39,49 +37,9 @@ reid_flags.required("index")
 FLAGS = flags.FLAGS
 
 
-def _search() -> None:
-    import numpy as np
-
-    from reid_tf import evaluate, exported, gallery, plots
-    from reid_tf.datasets.records import Record, drop_unreadable
-
-    if not FLAGS.query:
-        raise gallery.GalleryError("search needs --query=IMAGE_OR_FOLDER")
-    index = gallery.load(FLAGS.index)
-    model = exported.open_export(FLAGS.model or index.meta["model_path"])
-    if model.identity != index.meta["model"]:
-        raise gallery.GalleryError(f"--index={FLAGS.index} was made by another model ({index.meta['model_path']}):"
-                                   " search it with that model")
-    paths = gallery.image_files(FLAGS.query) if os.path.isdir(FLAGS.query) else [FLAGS.query]
-    queries = drop_unreadable([Record(p, *gallery.describe_name(p)[:2]) for p in paths])
-    if not queries:
-        raise gallery.GalleryError(f"--query={FLAGS.query}: no readable image")
-    feats, _, _ = evaluate.embed_records(model.embed, queries, model.height, model.width, FLAGS.batch_size,
-                                         crop=model.crop)
-    described = np.array([gallery.describe_name(r.path) for r in queries]).reshape(-1, 3)
-    rows, distances = gallery.search(index, feats, FLAGS.k, described[:, 1], described[:, 2], FLAGS.other_cameras,
-                                     FLAGS.time_window, FLAGS.rerank, FLAGS.engine)
-    out = {"queries": []}
-    for q, record in enumerate(queries):
-        kept = np.isfinite(distances[q])
-        results = [{"path": str(index.paths[r]), "distance": float(d)}
-                   for r, d in zip(rows[q][kept], distances[q][kept])]
-        out["queries"].append({"query": record.path, "results": results})
-        print(record.path)
-        for rank, result in enumerate(results, 1):
-            print(f"  {rank:3d}. {result['distance']:9.4f}  {result['path']}")
-        if FLAGS.plot_dir:
-            plots.ranked_strip(record, [(r, d) for r, d in zip(index.records(rows[q][kept]), distances[q][kept])],
-                               os.path.join(FLAGS.plot_dir, f"search_{q:05d}.png"),
-                               "re-ranked, Euclidean distance" if FLAGS.rerank else "Euclidean distance")
-    if FLAGS.output_json:
-        with open(FLAGS.output_json, "w", encoding="utf-8") as f:
-            json.dump(out, f, indent=1)
-
-
 def main(argv):
     console.quiet()
-    from reid_tf import exported, gallery
+    from reid_tf import exported, gallery, gallery_queries
 
     command = argv[1] if len(argv) == 2 else None
     if command not in ("index", "search"):
@@ -94,7 +52,9 @@ def main(argv):
                                         FLAGS.batch_size)
             print(f"{FLAGS.index}: {meta['count']} embeddings of {meta['dim']} dimensions")
         else:
-            _search()
+            gallery_queries.search_images(FLAGS.index, FLAGS.query, FLAGS.model, FLAGS.k, FLAGS.other_cameras,
+                                          FLAGS.time_window, FLAGS.rerank, FLAGS.engine, FLAGS.batch_size,
+                                          FLAGS.plot_dir, FLAGS.output_json)
     except (gallery.GalleryError, exported.ExportedModelError) as e:
         sys.exit(f"error: {e}")
 
