@@ -17,7 +17,8 @@ import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(REPO, "docs", "benchmarks")
-FILES = ("README.md", "docs/benchmarks.md", "docs/trackers_and_galleries.md", "docs/backbones.md")
+FILES = ("README.md", "docs/benchmarks.md", "docs/trackers_and_galleries.md", "docs/backbones.md",
+         "docs/cpu_kinds.md")
 MARK = re.compile(r"(<!-- table:(\w+) -->\n)(.*?)(<!-- /table -->)", re.S)
 
 
@@ -201,8 +202,27 @@ def embedder_readme() -> str:
             + _table(["network", "ours", "torchreid", "speed-up", "our int8 LiteRT"], rows))
 
 
+def cpu_kinds() -> str:
+    """The log re-run's set (docs/training_log) against each other kind of CPU's set, run by run."""
+    import compare_kinds
+
+    first = os.path.join(REPO, "docs", "training_log")
+    with open(os.path.join(first, "standin.json"), encoding="utf-8") as f:
+        own = json.load(f)
+    head = f"First kind: stand-in `{own['fingerprint']}`, {own['cpu']} (`docs/training_log`, the doc's set).\n"
+    out = []
+    for second in sorted(glob.glob(os.path.join(REPO, "docs", "training_log_kinds", "*", "standin.json"))):
+        folder = os.path.dirname(second)
+        with open(second, encoding="utf-8") as f:
+            standin = json.load(f)
+        out.append(head + f"Second kind: stand-in `{standin['fingerprint']}`, {standin['cpu']}"
+                   f" (`{os.path.relpath(folder, REPO)}`).\n\n" + compare_kinds.markdown(first, folder))
+    return "\n".join(out) or _missing("benchmarks/rerun_log.py --summaries=docs/training_log_kinds/FINGERPRINT")
+
+
 RENDER = {f.__name__: f for f in (tracker, tracker_short, embedder, embedder_best, embedder_readme, scoring_floor,
-                                  gallery_scale, gallery_short, gallery_rule, search_serving, osnet_init)}
+                                  gallery_scale, gallery_short, gallery_rule, search_serving, osnet_init,
+                                  cpu_kinds)}
 
 
 def render(text: str) -> str:

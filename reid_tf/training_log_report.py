@@ -176,7 +176,8 @@ def tables(summaries: dict, verdicts: list[dict], sizes: tuple[bool, dict], stan
             f" fingerprint {starts}.{trained} The stand-in and every run are deterministic on one kind of"
             " CPU, not across kinds: their kernels' sums follow the CPU's vector instructions, so a run"
             " reproduces its committed lines bit for bit (`benchmarks/reproduce_run.py`) on the kind that"
-            " made it.", "",
+            " made it; another kind builds a set of its own, compared with this one in"
+            " [cpu_kinds.md](cpu_kinds.md).", "",
             "Validation mAP of the stand-in's pooled features, no re-ID training, over five validation splits"
             " (seeds 0–4), at each input size the rows use:", "",
             "| size | mAP | seeds |", "|---|---|---|"]
