@@ -23,6 +23,7 @@ _ADDRESS = re.compile(r"(?:ipv4:|ipv6:|dns:)?\[?([\w.\-:]+?)\]?:(\d+)\b")
 # How TensorFlow words a lost worker: aborted collectives, the service's unhealthy tasks or
 # heartbeat timeouts (a barrier), a failed RPC to the coordination service (its host, the chief).
 _SIGNS = ("aborted", "unhealthy", "heartbeat timeout", "coordination service")
+_TIMED_OUT = re.compile(r"task /job:(\w+)/replica:\d+/task:(\d+) heartbeat timeout", re.I)
 _reported = threading.Event()
 
 
@@ -30,7 +31,8 @@ def lost_worker_line(error: BaseException, strategy) -> str | None:
     """One line naming the worker whose loss `error` reports (index, host:port, how it was
     seen) and what to do; None when the error is not a lost worker's."""
     text = str(error)
-    low = text.lower()
+    # TensorFlow ends these errors with "Restart your program to reset.": no sign of a reset connection.
+    low = text.lower().replace("restart your program to reset", "")
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not isinstance(error, tf.errors.OpError) or not any(sign in low for sign in _SIGNS):
         return None
@@ -43,10 +45,21 @@ def lost_worker_line(error: BaseException, strategy) -> str | None:
         addresses = {address: task for task in order for address in [spec[task[0]][task[1]]]}
         tasks = [addresses[f"{host}:{port}"] for host, port in _ADDRESS.findall(text)
                  if f"{host}:{port}" in addresses and addresses[f"{host}:{port}"] != own]
+    unanswered = "deadline exceeded" in low and "coordinationservice" in low
+    if not tasks and unanswered and order[0] != own:  # the coordination service's host: the chief
+        tasks = [order[0]]
     cause = ("it stopped sending heartbeats" if "unhealthy" in text or "heartbeat timeout" in low else
+             "it did not answer heartbeats in time (dead, paused or starved of CPU; a busy machine needs a"
+             " longer --heartbeat_timeout)" if unanswered else
              "its connection was refused" if "refused" in low else
+             "its connection broke" if "broken pipe" in low else
              "its connection was reset" if "reset" in low or "socket closed" in low else
              "its collectives failed")
+    if not tasks and own in [(job, int(i)) for job, i in _TIMED_OUT.findall(text)]:
+        return (f"lost this worker, worker {order.index(own)} ({spec[own[0]][own[1]]}): the coordination service"
+                " heard no heartbeat from it for longer than --heartbeat_timeout (paused or starved of CPU; a"
+                " busy machine needs a longer one). The group cannot go on without it: start every worker again"
+                " with the same command; they resume from the last checkpoint")
     if tasks:
         job, i = tasks[0]
         who = f"worker {order.index((job, i))} ({spec[job][i]})"

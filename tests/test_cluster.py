@@ -84,7 +84,8 @@ def test_a_killed_worker_ends_the_group_with_one_line_and_the_restart_resumes(ma
     code, seconds, err = survivor_after_kill(procs, victim)
     assert code != 0 and seconds < 60 and "Traceback" not in err
     last = err.strip().splitlines()[-1]
-    causes = ("its connection was reset", "its connection was refused", "it stopped sending heartbeats")
+    causes = ("its connection was reset", "its connection was refused", "its connection broke",
+              "it stopped sending heartbeats")
     assert last in [LINE.format(index=victim, port=ports[victim], cause=cause) for cause in causes], last
     saved = checkpoint_steps(str(out))[-1]
     if victim == 1:
@@ -224,6 +225,23 @@ def test_the_lost_worker_line_from_each_error_tensorflow_gives():
         " unexpectedly or this task is experiencing network issues. Additional GRPC error information from"
         " remote target /job:worker/replica:0/task:0 while calling /tensorflow.CoordinationService/Barrier:"
         ' :UNKNOWN:Error received from peer  {grpc_message:"Socket closed", grpc_status:14}'))
+    # A chief paused for 3 x the heartbeat timeout (SIGSTOP, then SIGCONT), as each side saw it.
+    worker_side = tf.errors.DeadlineExceededError(None, None, (
+        "{{function_node __wrapped__CollectiveReduceV2_Nordering_token_0_device_/job:worker/replica:0/task:1/"
+        "device:CPU:0}} Collective ops is aborted by: Deadline Exceeded\n\nRPC: /tensorflow.CoordinationService/"
+        "Heartbeat\nThe error could be from a previous operation. Restart your program to reset."
+        " [Op:CollectiveReduceV2]"))
+    chief_side = tf.errors.UnavailableError(None, None, (
+        "{{function_node __wrapped__CollectiveReduceV2_Nordering_token_0_device_/job:worker/replica:0/task:0/"
+        "device:CPU:0}} Collective ops is aborted by: sendmsg: Broken pipe (32)\nAdditional GRPC error"
+        " information from remote target /job:worker/replica:0/task:1 while calling"
+        " /tensorflow.WorkerService/RecvBuf:\nThe error could be from a previous operation. Restart your"
+        " program to reset. [Op:CollectiveReduceV2]"))
+    chief_itself = tf.errors.AbortedError(None, None, (
+        "Collective ops is aborted by: Unexpected heartbeat request from an already-in-error task:"
+        " /job:worker/replica:0/task:0 with existing error: UNAVAILABLE: Task /job:worker/replica:0/task:0"
+        " heartbeat timeout. This indicates that the remote task has failed, got preempted, or crashed"
+        " unexpectedly.\nRPC: /tensorflow.CoordinationService/Heartbeat"))
     other = tf.errors.InvalidArgumentError(None, None, "Incompatible shapes")
     assert group.lost_worker_line(heartbeats, strategy).startswith(
         "lost worker 2 (host-c:2222): it stopped sending heartbeats.")
@@ -235,4 +253,13 @@ def test_the_lost_worker_line_from_each_error_tensorflow_gives():
         task_type="worker", task_id=2, cluster_spec=resolver.cluster_spec))
     assert group.lost_worker_line(barrier_host, as_worker_2).startswith(
         "lost worker 0 (host-a:2222): its connection was reset.")
+    as_worker_1 = types.SimpleNamespace(cluster_resolver=types.SimpleNamespace(
+        task_type="worker", task_id=1, cluster_spec=resolver.cluster_spec))
+    assert group.lost_worker_line(worker_side, as_worker_1).startswith(
+        "lost worker 0 (host-a:2222): it did not answer heartbeats in time (dead, paused or starved of CPU;"
+        " a busy machine needs a longer --heartbeat_timeout).")
+    assert group.lost_worker_line(chief_side, strategy).startswith("lost worker 1 (host-b:2222): its connection broke.")
+    assert group.lost_worker_line(chief_itself, strategy).startswith(
+        "lost this worker, worker 0 (host-a:2222): the coordination service heard no heartbeat from it for"
+        " longer than --heartbeat_timeout")
     assert group.lost_worker_line(other, strategy) is None
