@@ -24,6 +24,8 @@ _ADDRESS = re.compile(r"(?:ipv4:|ipv6:|dns:)?\[?([\w.\-:]+?)\]?:(\d+)\b")
 # heartbeat timeouts (a barrier), a failed RPC to the coordination service (its host, the chief).
 _SIGNS = ("aborted", "unhealthy", "heartbeat timeout", "coordination service")
 _TIMED_OUT = re.compile(r"task /job:(\w+)/replica:\d+/task:(\d+) heartbeat timeout", re.I)
+_WHAT_TO_DO = ("The group cannot go on without it: start every worker again with the same command; they"
+               " resume from the last checkpoint")
 _reported = threading.Event()
 
 
@@ -58,15 +60,13 @@ def lost_worker_line(error: BaseException, strategy) -> str | None:
     if not tasks and own in [(job, int(i)) for job, i in _TIMED_OUT.findall(text)]:
         return (f"lost this worker, worker {order.index(own)} ({spec[own[0]][own[1]]}): the coordination service"
                 " heard no heartbeat from it for longer than --heartbeat_timeout (paused or starved of CPU; a"
-                " busy machine needs a longer one). The group cannot go on without it: start every worker again"
-                " with the same command; they resume from the last checkpoint")
+                f" busy machine needs a longer one). {_WHAT_TO_DO}")
     if tasks:
         job, i = tasks[0]
         who = f"worker {order.index((job, i))} ({spec[job][i]})"
     else:
         who = "a worker"
-    return (f"lost {who}: {cause}. The group cannot go on without it: start every worker again with the"
-            " same command; they resume from the last checkpoint")
+    return f"lost {who}: {cause}. {_WHAT_TO_DO}"
 
 
 def report_lost_worker(line: str) -> bool:
@@ -123,8 +123,8 @@ class GroupWatch:
         """End the watch, its probe in flight included: from the group's last barrier on, the
         chief's exit is the end, not a loss."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
+        if self._thread is not None:  # bounded: a probe that fails after the stop is ignored anyway
+            self._thread.join(timeout=2 * self.interval)
 
     def __exit__(self, *exc) -> None:
         self.stop()
