@@ -40,7 +40,7 @@ def markdown(first: str, second: str) -> str:
     """The comparison as a markdown table and a line of medians."""
     rows = compare(first, second)
     if not rows:
-        return f"({first} and {second} share no run and seed yet)\n"
+        return "(the two sets share no run and seed yet)\n"  # no paths: this text goes into docs/
     lines = ["| run | seed | mAP, first kind | mAP, second kind | difference | seed spread (sd), first kind |",
              "|---|---|---|---|---|---|"]
     for run, seed, x, y, spread in rows:
