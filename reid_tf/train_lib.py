@@ -160,7 +160,8 @@ def _train(config: config_lib.RunConfig, output_dir: str, strategy: tf.distribut
                                     f" last good checkpoint {latest or '(none yet)'} is kept")
             current = int(step.assign_add(1).numpy())
             window_steps += 1
-            if current == start + 1 and role.is_chief:  # this run's first step: how far from trained
+            if current == start + 1 and role.is_chief and run_dir.read_first_step(output_dir) is None:
+                # this run's first step (not a resumption's): how far the initial model is from trained
                 run_dir.record_first_step(output_dir, {"step": current, "loss": round(loss, 6), **{
                     k: round(float(stats[k]), 6) for k in ("triplet_loss", "id_loss") if k in stats}})
             if current % t.log_every == 0 or current in (start + 1, t.max_steps):

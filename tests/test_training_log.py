@@ -178,10 +178,17 @@ def test_the_rerun_runs_every_row_and_control_with_enough_seeds():
             assert order.index(f"{parent}-{seed}") < order.index(f"{name}-{seed}")
 
 
-def test_a_finished_run_started_again_keeps_its_first_loss(source, market_dir):
+def test_a_run_started_again_keeps_its_first_loss(source, market_dir, tmp_path):
+    """Finished and started again, or resumed to train further: the first step stays the run's first."""
+    import shutil
+
     first = run_dir.read_first_step(source)
     train_lib.run(with_train(tiny_config(market_dir, max_steps=2, eval_every=1)), source)
-    assert run_dir.read_first_step(source) == first
+    assert run_dir.read_first_step(source) == first and first["step"] == 1
+    resumed = str(tmp_path / "run")
+    shutil.copytree(source, resumed)
+    train_lib.run(with_train(tiny_config(market_dir, max_steps=3, eval_every=1)), resumed)
+    assert run_dir.read_first_step(resumed) == first
 
 
 def test_the_rerun_refuses_summaries_from_another_standin_and_keeps_them(tmp_path):
