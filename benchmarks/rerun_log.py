@@ -11,8 +11,9 @@ Scale: images 224x112 -> 64x32 (2/7) and 256x128 -> 72x36 (the nearest even size
 aspect), every step count x 1/100. Each run's compact summary (validation lines, first-step
 losses, effective flags, seed, the stand-in's fingerprint) goes to --summaries as it finishes;
 started again, the script skips finished runs (those whose summary is in --summaries from this
-stand-in, which is deterministic on one kind of CPU, so a fresh clone there resumes) and resumes a
-killed one (the trainer resumes). It refuses to mix stand-ins: where the summaries came from another
+stand-in, which is deterministic on one kind of CPU, so a fresh clone there resumes) and starts a
+killed one again from its first step (a resumed run draws other batches, so its lines would not
+reproduce from its flags and seed alone). It refuses to mix stand-ins: where the summaries came from another
 one (another kind of CPU builds other last bits), it stops, unless --replace_summaries starts the
 set again. The stand-in's own summary goes to --summaries too. tools/report.py --training_log=DIR
 writes docs/training_log.md from the summaries.
@@ -125,6 +126,8 @@ def main() -> None:
             if not finished(summary) and not args.dry_run:
                 training_log.write_summary(os.path.join(REPO, folder), name, seed, summary, fingerprint)
             return
+        if os.path.isdir(os.path.join(REPO, folder)) and not args.dry_run:
+            shutil.rmtree(os.path.join(REPO, folder))  # killed: its lines must come from flags and seed alone
         command = [sys.executable, "-m", "reid_tf.train", f"--flagfile=flags/{flagfile}.cfg", *data,
                    *scaled(values), "--log_every=10", "--keep_checkpoints=1", "--eval_before_training",
                    f"--seed={seed}", f"--output_dir={folder}", *extra]
