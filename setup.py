@@ -35,7 +35,7 @@ setup(
         # The tests check our networks against torchreid's own model files, and the tracker export against
         # boxmot's crop pipeline (OpenCV). "torch<2.14" takes the CPU wheel where pip finds one (a local
         # wheel, or PyTorch's CPU index); torchreid 0.2.5 is the deep-person-reid code packaged for pip.
-        # pytest-xdist: the suite runs in three worker processes (pyproject.toml's addopts), each test file in one.
+        # pytest-xdist: the suite runs in four worker processes (pyproject.toml's addopts), each test file in one.
         "test": ["pytest", "pytest-xdist", "ruff", "tensorflow-serving-api", "ai-edge-litert", "tf2onnx", "onnxruntime",
                  "faiss-cpu", "opencv-python-headless", "torch<2.14", "torchreid==0.2.5"],
     },

@@ -174,43 +174,34 @@ def plot_runs(runs: list, path: str) -> None:
     plt.close(fig)
 
 
-def comparison_panels(summaries: dict, claims, path: str, figures) -> None:
-    """One small panel per conclusion of the log: the row and what it is judged against, mean over
-    seeds with the range of seeds shaded, against step; `figures(summaries, run, metric, step)`
-    gives {seed: value}. Each panel says what it plots."""
+def comparison_panels(panels: list[dict], path: str, title: str) -> None:
+    """Small panels, 4 a row: each a `title`, a `ylabel`, the `judged` step (dashed) and `lines`
+    of {label, colour, style, steps, mean, low, high} (the range between low and high shaded)."""
+    import textwrap
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    shown = [c for c in claims if c.against is None]
     columns = 4
-    rows = -(-len(shown) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.2 * rows), squeeze=False)
-    for ax, claim in zip(axes.ravel(), shown):
-        lines = [(claim.row, claim.metric, "tab:red"),
-                 (claim.compared_with, claim.compared_metric or claim.metric, "tab:blue")]
-        for run, metric, colour in lines:
-            steps = sorted({r["step"] for s in summaries.get(run, {}).values() for r in s["validations"]
-                            if r["step"] <= claim.step and metric in r})
-            stats = [np.array(list(figures(summaries, run, metric, step).values())) for step in steps]
-            if not steps:
-                continue
-            ax.plot(steps, [v.mean() for v in stats], color=colour, marker=".",
-                    label=f"{run} ({metric}, {max(len(v) for v in stats)} seeds)")
-            ax.fill_between(steps, [v.min() for v in stats], [v.max() for v in stats], color=colour, alpha=0.2)
-        ax.set_title(f"{claim.row}: {claim.conclusion}"[:60], fontsize=8)
+    rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.4 * columns, 3.5 * rows), squeeze=False)
+    for ax, panel in zip(axes.ravel(), panels):
+        for line in panel["lines"]:
+            ax.plot(line["steps"], line["mean"], color=line["colour"], ls=line["style"], marker=".",
+                    label=line["label"])
+            ax.fill_between(line["steps"], line["low"], line["high"], color=line["colour"], alpha=0.18)
+        ax.axvline(panel["judged"], color="0.35", lw=0.8, ls="--")
+        ax.set_title("\n".join(textwrap.wrap(panel["title"], 58)[:3]), fontsize=7.5)
         ax.set_xlabel("step", fontsize=7)
-        ax.set_ylabel(claim.metric if claim.metric != "mAP" else "validation mAP (original protocol)", fontsize=7)
+        ax.set_ylabel(panel["ylabel"], fontsize=7)
         ax.tick_params(labelsize=7)
-        ax.axvline(claim.step, color="gray", lw=0.5, ls=":")
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=6, loc="best")
+        ax.legend(fontsize=6, loc="best")
         ax.grid(alpha=0.3)
-    for ax in axes.ravel()[len(shown):]:
+    for ax in axes.ravel()[len(panels):]:
         ax.axis("off")
-    fig.suptitle("Each conclusion of the log: the row (red) and what it is judged against (blue), mean over seeds,"
-                 " the seeds' range shaded; the dotted line is the step judged", fontsize=9)
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.98))
     fig.savefig(path, format="png", dpi=90, metadata={"Software": None})
     plt.close(fig)

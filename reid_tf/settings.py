@@ -118,3 +118,28 @@ def words(run_config: Any, settings: list[Declared], column: str) -> dict[str, s
             if phrase:
                 out[s.name] = phrase
     return out
+
+
+def from_flag_lines(settings: list[Declared], lines: list[str]) -> dict[str, Any]:
+    """{name: value} of the declared settings that flagfile lines set (--name=value, --name,
+    --noname; the last one wins), typed by their declarations: a run's flags.cfg read back."""
+    by_name = {s.name: s for s in settings}
+    out: dict[str, Any] = {}
+    for line in lines:
+        name, has_value, text = line.strip().lstrip("-").partition("=")
+        if not has_value:
+            positive = name in by_name
+            name = name if positive else name[2:] if name.startswith("no") else name
+            if name in by_name and by_name[name].type is bool:
+                out[name] = positive
+            continue
+        s = by_name.get(name)
+        if s is None:
+            continue
+        if s.type is tuple:
+            out[name] = tuple(s.item(v) for v in text.split(",") if v)
+        elif s.type is bool:
+            out[name] = text.lower() in ("true", "1")
+        else:
+            out[name] = s.type(text)
+    return out

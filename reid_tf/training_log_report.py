@@ -5,99 +5,14 @@ the controls, and the verdicts (verdicts.json), each by the one rule stated firs
 from __future__ import annotations
 
 import json
-import math
 import os
 
 import numpy as np
 
-from reid_tf.training_log import CLAIMS, FEATURES, RUNS, WITHDRAWN, Claim, read_summaries
+from reid_tf.training_log import CLAIMS, FEATURES, RUNS, read_summaries
+from reid_tf.training_log_rule import RULE, continues, features_differ, figures, flag, judge
 
 COMMAND = "python tools/report.py --training_log=docs/training_log --output=docs/training_log.md"
-MARGIN = 0.02  # a no-difference claim holds when the difference is surely within this
-RULE = (f"d = the row's mean over seeds minus the compared run's at the same step (per seed where both come"
-        f" from one run), SE = its standard error from the seeds; a claimed difference holds if d has the"
-        f" claimed sign and |d| >= 2 SE, does not hold if it has the other sign and |d| >= 2 SE, else cannot"
-        f" tell; a claimed lack of difference holds if |d| + 2 SE <= {MARGIN}, does not hold if |d| >= 2 SE,"
-        f" else cannot tell; rows the authors withdrew (b19bb52) are withdrawn; a claim the miniature cannot"
-        f" test is not testable here")
-
-
-def value(summary: dict, metric: str, step: int) -> float | None:
-    """One seed's figure: `metric` of its validation line at `step` (or its first step's loss)."""
-    if metric == "first_loss":
-        return (summary.get("first_step") or {}).get("loss")
-    for row in summary["validations"]:
-        if row["step"] == step and metric in row:
-            return float(row[metric])
-    return None
-
-
-def figures(summaries: dict, run: str, metric: str, step: int) -> dict[int, float]:
-    """{seed: figure} of a run where it has one."""
-    out = {}
-    for seed, s in sorted(summaries.get(run, {}).items()):
-        v = value(s, metric, step)
-        if v is not None and math.isfinite(v):
-            out[seed] = v
-    return out
-
-
-def difference(a: dict[int, float], b: dict[int, float], paired: bool) -> tuple[float, float, int, int]:
-    """(d, its standard error, seeds of a, seeds of b); paired: over the seeds both have."""
-    if paired:
-        seeds = sorted(set(a) & set(b))
-        diffs = np.array([a[s] - b[s] for s in seeds])
-        se = diffs.std(ddof=1) / math.sqrt(len(diffs)) if len(diffs) > 1 else math.nan
-        return (float(diffs.mean()) if len(diffs) else math.nan), float(se), len(seeds), len(seeds)
-    x, y = np.array(list(a.values())), np.array(list(b.values()))
-    if len(x) < 2 or len(y) < 2:
-        return (float(x.mean() - y.mean()) if len(x) and len(y) else math.nan), math.nan, len(x), len(y)
-    return float(x.mean() - y.mean()), float(math.sqrt(x.var(ddof=1) / len(x) + y.var(ddof=1) / len(y))), len(x), len(y)
-
-
-def verdict(direction: int, d: float, se: float) -> str:
-    """The rule (RULE) applied to one difference."""
-    if not (math.isfinite(d) and math.isfinite(se)):
-        return "cannot tell"
-    shown = abs(d) >= 2 * se
-    if direction == 0:
-        return "holds" if abs(d) + 2 * se <= MARGIN else "does not hold" if shown else "cannot tell"
-    if shown:
-        return "holds" if d * direction > 0 else "does not hold"
-    return "cannot tell"
-
-
-def sizes_agree(summaries: dict) -> tuple[bool, dict]:
-    """Whether the stand-in's raw features score alike at 64x32 and 72x36 (the same rule, as a
-    claim of no difference), and the figures."""
-    small, large = (figures(summaries, f"{FEATURES}_{size}", "mAP", 0) for size in ("64x32", "72x36"))
-    d, se, n, m = difference(large, small, paired=True)
-    return verdict(0, d, se) != "does not hold", {"64x32": small, "72x36": large, "d": d, "se": se}
-
-
-def judge(summaries: dict, claim: Claim, sizes_ok: bool) -> dict:
-    """One verdicts.json object."""
-    a = figures(summaries, claim.row, claim.metric, claim.step)
-    if claim.against is not None:
-        b = {seed: claim.against for seed in a}
-        d, se, n, _ = difference(a, b, paired=True)
-        m = 0
-    else:
-        b = figures(summaries, claim.compared_with, claim.compared_metric or claim.metric,
-                    claim.step if claim.compared_step is None else claim.compared_step)
-        d, se, n, m = difference(a, b, claim.paired)
-    by_rule = verdict(claim.direction, d, se)
-    label = "withdrawn" if claim.row in WITHDRAWN else (
-        "not testable here" if claim.row == "resnet_IDE_719" and not sizes_ok else by_rule)
-    rounded = {"mean_difference": None if not math.isfinite(d) else round(d, 6),
-               "standard_error": None if not math.isfinite(se) else round(se, 6)}
-    return {"row": claim.row, "conclusion": claim.conclusion, "verdict": label, "by_the_rule": by_rule,
-            "compared_with": claim.compared_with, "step": claim.step, "compared_step": claim.compared_step,
-            "metric": claim.metric, "compared_metric": claim.compared_metric or claim.metric,
-            "against": claim.against, "paired": claim.paired, "direction": claim.direction,
-            "n_seeds": n, "n_seeds_compared": m, **rounded, "rule": RULE}
-
-
 def _stat(values: dict[int, float]) -> str:
     if not values:
         return "–"
@@ -105,31 +20,29 @@ def _stat(values: dict[int, float]) -> str:
     return f"{x.mean():.3f} ± {x.std(ddof=1):.3f}" if len(x) > 1 else f"{x.mean():.3f}"
 
 
-def _flag(summary: dict, name: str, kind=str):
-    values = [line.split("=", 1)[1] for line in summary["flags"] if line.startswith(f"--{name}=")]
-    return kind(values[-1]) if values else None
+def _lr_sum(summary: dict, start: int, steps: int, scale: int = 1) -> float:
+    """The run's own learning-rate schedule (its flags through reid_tf.optim) summed over steps
+    start..steps-1, its step settings times `scale` (the log's counts: 100)."""
+    from reid_tf import config, optim, settings
 
-
-def _lr_sum(lr: float, rate: float, every: int, steps: int, staircase: bool, start: int = 0) -> float:
-    """The learning rate of an exponential schedule summed over steps start..steps-1."""
-    k = np.arange(start, steps)
-    return float((lr * rate ** (np.floor(k / every) if staircase else k / every)).sum())
+    values = settings.from_flag_lines(config.SETTINGS["optimizer"], summary["flags"])
+    if scale != 1:
+        values.update({k: values[k] * scale for k in ("decay_steps", "warmup_steps") if k in values})
+        values["lr_boundaries"] = tuple(b * scale for b in values.get("lr_boundaries", ()))
+    schedule = optim.learning_rate_schedule(config.OptimizerConfig(**values))
+    return float(np.asarray(schedule(np.arange(start * scale, steps * scale, dtype=np.float32)), np.float64).sum())
 
 
 def budget(summary: dict) -> list[str]:
-    """[steps, passes over the data, sum of lr here, at the log's steps] of one run's flags."""
-    steps = _flag(summary, "max_steps", int)
-    batch = _flag(summary, "return_id_num", int) * _flag(summary, "image_num_every_id", int)
+    """[its own steps, passes over the data, sum of lr here, at the log's steps] of one run: a
+    continuation's own steps start at the step it resumed from (its first step's number - 1)."""
+    steps = flag(summary, "max_steps", int)
+    start = (summary.get("first_step") or {}).get("step", 1) - 1
+    batch = flag(summary, "return_id_num", int) * flag(summary, "image_num_every_id", int)
     images = summary.get("train_images")
-    passes = f"{steps * batch / images:.1f}" if images else "–"
-    if _flag(summary, "lr_schedule") != "exponential":
-        return [str(steps), passes, "–", "–"]
-    lr, rate, every = (_flag(summary, n, float) for n in ("initial_learning_rate", "decay_rate", "decay_steps"))
-    staircase = "--staircase" in summary["flags"]
-    start = min(r["step"] for r in summary["validations"]) if summary["validations"] else 0
-    here = _lr_sum(lr, rate, int(every), steps, staircase, start)
-    log = _lr_sum(lr, rate, int(every) * 100, steps * 100, staircase, start * 100)
-    return [str(steps), passes, f"{here:.3g}", f"{log:.3g}"]
+    passes = f"{(steps - start) * batch / images:.1f}" if images else "–"
+    own = f"{steps - start}" + (f" (from step {start})" if start else "")
+    return [own, passes, f"{_lr_sum(summary, start, steps):.3g}", f"{_lr_sum(summary, start, steps, 100):.3g}"]
 
 
 def last_step(summaries: dict, run: str) -> int | None:
@@ -144,7 +57,7 @@ def _made_on(summary: dict) -> str:
     return (summary.get("cpu") or "a CPU not recorded") + (f" with {' and '.join(versions)}" if versions else "")
 
 
-def tables(summaries: dict, verdicts: list[dict], sizes: tuple[bool, dict], standin: dict | None = None) -> str:
+def tables(summaries: dict, verdicts: list[dict], standin: dict | None = None) -> str:
     """Every table of the doc, in markdown."""
     out = ["## The rule", "", RULE + ".", "", "## The table", "",
            "Each run's figures at its last step, mean ± standard deviation over its seeds: mAP (the original's"
@@ -181,15 +94,27 @@ def tables(summaries: dict, verdicts: list[dict], sizes: tuple[bool, dict], stan
             "Validation mAP of the stand-in's pooled features, no re-ID training, over five validation splits"
             " (seeds 0–4), at each input size the rows use:", "",
             "| size | mAP | seeds |", "|---|---|---|"]
-    ok, f = sizes
     for size in ("64x32", "72x36"):
-        out.append(f"| {size} | {_stat(f[size])} | {len(f[size])} |")
-    d = "–" if not math.isfinite(f["d"]) else f"{f['d']:+.3f} (SE {f['se']:.3f})"
-    out += ["", f"72x36 minus 64x32: {d}; by the rule, taken as a claim of no difference: "
-            f"{'they agree or cannot be told apart' if ok else 'they differ'}.", ""]
-    out += ["## The budget", "", "Per run, from its flags: the steps, how often each training image was seen"
-            " (steps x P x K / training images), and the learning rate summed over the steps, here and at the"
-            " log's step counts (x 100).", "",
+        f = figures(summaries, f"{FEATURES}_{size}", "mAP", 0)
+        out.append(f"| {size} | {_stat(f)} | {len(f)} |")
+    check = features_differ(summaries, "72x36", "64x32")
+    baseline = np.array(list(figures(summaries, "resnet", "mAP", last_step(summaries, "resnet")).values()))
+    d = "–" if check["mean_difference"] is None else (
+        f"{check['mean_difference']:+.3f} (SE {check['standard_error']:.3f})")
+    spread = ""
+    if len(baseline) > 1:
+        sd = baseline.std(ddof=1)
+        where = "within" if abs(check["mean_difference"] or 0) <= sd else "outside"
+        spread = (f", against a seed spread of {sd:.3f} (standard deviation) of the head-only baseline `resnet`"
+                  f" at its last step: {where} it")
+    said = ("they agree or cannot be told apart" if check["met"] else
+            "they differ, so a claim that compares runs at the two sizes is not testable here")
+    out += ["", f"72x36 minus 64x32: {d}{spread}; by the rule, as a claim of no difference: {said}.", ""]
+    out += ["## The budget", "", "Per run, from its flags: its own steps (a continuation's from the step it"
+            " resumed at), how often each training image was seen in them (steps x P x K / training images),"
+            " and its schedule's learning rate (warm-up included) summed over them, here and at the log's step"
+            " counts (x 100). Adam moves a weight by about the learning rate a step at most (Kingma and Ba,"
+            " 2015, section 2.1), so the sum bounds how far any weight can move.", "",
             "| run | steps | passes over the data | sum of lr | the log's sum of lr |", "|---|---|---|---|---|"]
     for run in RUNS:
         seeds = summaries.get(run.name, {})
@@ -221,6 +146,18 @@ def tables(summaries: dict, verdicts: list[dict], sizes: tuple[bool, dict], stan
         se = "–" if v["standard_error"] is None else f"{v['standard_error']:.3f}"
         out.append(f"| `{v['row']}` | {v['conclusion']} | {other} | {metric} | {v['step']} | {v['n_seeds']}/"
                    f"{v['n_seeds_compared']} | {d} | {se} | {v['by_the_rule']} | **{v['verdict']}** |")
+    needs = [(v, p) for v in verdicts for p in v["preconditions"]]
+    if needs:
+        out += ["", "What a claim needs before the rule can judge it (the rule's \"not testable here\"), each"
+                " difference paired by seed: the stand-in's raw features at the two sizes a claim compares, and"
+                " each continuation against the run it continues:", "",
+                "| run | the log's conclusion | needs | d | SE | met |", "|---|---|---|---|---|---|"]
+        for v, p in needs:
+            arms = p.get("arms", [p])
+            d = " / ".join("–" if a["mean_difference"] is None else f"{a['mean_difference']:+.3f}" for a in arms)
+            se = " / ".join("–" if a["standard_error"] is None else f"{a['standard_error']:.3f}" for a in arms)
+            met = "yes" if p["met"] else "no"
+            out.append(f"| `{v['row']}` | {v['conclusion']} | {p['what']} | {d} | {se} | {met} |")
     out += ["", "## Per step", "", "Every comparison at equal steps: mean ± standard deviation over seeds at each"
             " validation up to the step judged.", ""]
     for claim in CLAIMS:
@@ -237,26 +174,75 @@ def tables(summaries: dict, verdicts: list[dict], sizes: tuple[bool, dict], stan
     return "\n".join(out)
 
 
+PANELS_TITLE = ("Each conclusion judged against a run: the row (red) and what it is judged against (blue; grey: the"
+                " run both continue), mean over seeds with the seeds' range shaded; the dashed line is the step judged")
+YLABELS = {"mAP": "validation mAP (original protocol)", "mAP_rerank": "validation mAP (original protocol)",
+           "embedding_norm": "mean embedding norm"}
+
+
+def _series(summaries: dict, run: str, metric: str, upto: int, label: str, colour: str, style: str = "-",
+            begun: tuple[str, int] | None = None) -> dict:
+    """One panel line: mean, min and max over seeds at each validation of `run` up to step `upto`;
+    `begun` (run, step): it starts from that run's figures of the same seeds at that step."""
+    steps = sorted({r["step"] for s in summaries.get(run, {}).values() for r in s["validations"]
+                    if r["step"] <= upto and metric in r})
+    values = [figures(summaries, run, metric, step) for step in steps]
+    if begun:
+        start = figures(summaries, begun[0], metric, begun[1])
+        steps, values = [begun[1]] + steps, [{k: v for k, v in start.items() if k in summaries[run]}] + values
+    stats = [np.array(list(v.values())) for v in values if v]
+    steps = [step for step, v in zip(steps, values) if v]
+    seeds = max((len(v) for v in stats), default=0)
+    return {"label": f"{label} ({metric}, {seeds} seeds)", "colour": colour, "style": style, "steps": steps,
+            "mean": [v.mean() for v in stats], "low": [v.min() for v in stats], "high": [v.max() for v in stats]}
+
+
+def panels(summaries: dict, verdicts: list[dict]) -> list[dict]:
+    """What each panel of panels.png draws: one per conclusion judged against a run."""
+    out = []
+    for claim, v in zip(CLAIMS, verdicts):
+        if claim.against is not None:
+            continue
+        begun = continues(next(iter(summaries.get(claim.row, {None: {"flags": []}}).values())))
+        row = _series(summaries, claim.row, claim.metric, claim.step, claim.row, "tab:red", begun=begun)
+        metric = claim.compared_metric or claim.metric
+        if claim.compared_with == claim.row and claim.compared_step is not None:
+            level = _series(summaries, claim.row, metric, claim.compared_step, claim.row, "tab:blue", "--")
+            at = level["steps"].index(claim.compared_step)
+            flat = {k: [level[k][at]] * len(row["steps"]) for k in ("mean", "low", "high")}
+            compared = dict(level, steps=row["steps"], **flat,
+                            label=f"{claim.row} at step {claim.compared_step}" + level["label"][len(claim.row):])
+        else:
+            compared = _series(summaries, claim.compared_with, metric, claim.step, claim.compared_with, "tab:blue",
+                               begun=begun)
+        lines = [row, compared]
+        if begun:
+            lines.append(_series(summaries, begun[0], claim.metric, begun[1], begun[0], "tab:gray"))
+        d = "" if v["mean_difference"] is None else f" (d {v['mean_difference']:+.3f}, SE {v['standard_error']:.3f})"
+        out.append({"title": f"{claim.row}: {claim.conclusion}: {v['verdict']}{d}", "judged": claim.step,
+                    "ylabel": YLABELS.get(claim.metric, claim.metric), "lines": lines})
+    return out
+
+
 def write(folder: str, output: str, template: str) -> list[dict]:
     """Rewrite the doc `output` (its prose from `template`, {tables} and {panels} filled in),
     verdicts.json and the panels from the summaries in `folder`; returns the verdicts."""
     summaries = read_summaries(folder)
-    sizes = sizes_agree(summaries)
-    verdicts = [judge(summaries, claim, sizes[0]) for claim in CLAIMS]
+    verdicts = [judge(summaries, claim) for claim in CLAIMS]
     with open(os.path.join(folder, "verdicts.json"), "w", encoding="utf-8") as f:
         json.dump(verdicts, f, indent=1)
         f.write("\n")
-    panels = os.path.join(folder, "panels.png")
+    panels_path = os.path.join(folder, "panels.png")
     from reid_tf import plots
 
-    plots.comparison_panels(summaries, CLAIMS, panels, figures)
+    plots.comparison_panels(panels(summaries, verdicts), panels_path, PANELS_TITLE)
     standin_file = os.path.join(folder, "standin.json")
     standin = None
     if os.path.exists(standin_file):
         with open(standin_file, encoding="utf-8") as f:
             standin = json.load(f)
-    text = template.format(command=COMMAND, tables=tables(summaries, verdicts, sizes, standin),
-                           panels=os.path.relpath(panels, os.path.dirname(output)))
+    text = template.format(command=COMMAND, tables=tables(summaries, verdicts, standin),
+                           panels=os.path.relpath(panels_path, os.path.dirname(output)))
     with open(output, "w", encoding="utf-8") as f:
         f.write(text)
     return verdicts

@@ -225,3 +225,75 @@ def test_a_summary_holds_the_runs_lines_and_where_it_was_made(trained_run, tmp_p
     assert summary["cpu"] == training_log.cpu_kind() and "(" in summary["cpu"]
     assert summary["tensorflow"] == tf.__version__ and summary["keras"] == keras.__version__
     assert training_log.read_summaries(str(tmp_path)) == {"resnet": {0: summary}}
+
+
+def test_every_committed_summarys_flags_read_back_into_a_valid_config():
+    from reid_tf import config, settings
+    from reid_tf.training_log import read_summaries
+
+    for seeds in read_summaries(os.path.join(REPO, "docs", "training_log")).values():
+        for s in seeds.values():
+            sections = {name: cls(**settings.from_flag_lines(config.SETTINGS[name], s["flags"]))
+                        for name, (cls, *_) in config.SECTIONS.items()}
+            run = config.RunConfig(**sections).validate()
+            assert f"--seed={run.train.seed}" in s["flags"] and run.train.seed == s["seed"]
+            assert ("--staircase" in s["flags"]) == run.optimizer.staircase
+
+
+def _summary(flags: list[str], first_step: int = 1, **extra) -> dict:
+    return {"flags": ["--return_id_num=20", "--image_num_every_id=4", *flags], "train_images": 8000,
+            "first_step": {"step": first_step, "loss": 1.0}, "validations": [], **extra}
+
+
+def test_the_budget_sums_a_runs_own_schedule_from_the_step_it_resumed_at():
+    from reid_tf.training_log_report import budget
+
+    # The 1e-6 continuation: resumed at step 200 of a staircase decay of 0.5 every 100 steps.
+    hardest = _summary(["--lr_schedule=exponential", "--initial_learning_rate=1e-6", "--decay_rate=0.5",
+                        "--decay_steps=100", "--staircase", "--max_steps=250"], first_step=201)
+    steps, passes, here, log = budget(hardest)
+    assert steps == "50 (from step 200)" and passes == f"{50 * 80 / 8000:.1f}"
+    assert float(here) == pytest.approx(50 * 1e-6 * 0.5 ** 2, rel=1e-3)
+    assert float(log) == pytest.approx(5000 * 1e-6 * 0.5 ** 2, rel=1e-3)
+    # BoT's: a linear warm-up from 1% over 20 steps, then piecewise 3.5e-4 / 3.5e-5 (Keras: through step 81).
+    bot = _summary(["--lr_schedule=piecewise", "--lr_boundaries=81,141", "--lr_values=3.5e-4,3.5e-5,3.5e-6",
+                    "--warmup_steps=20", "--warmup_factor=0.01", "--max_steps=242"])
+    k = np.arange(242)
+    rate = np.where(k <= 81, 3.5e-4, np.where(k <= 141, 3.5e-5, 3.5e-6)) * (0.01 + 0.99 * np.minimum(k / 20, 1))
+    assert float(budget(bot)[2]) == pytest.approx(rate.sum(), rel=1e-3)
+
+
+def _run(name: str, seeds: dict[int, dict[int, float]], size: str = "64x32", parent: str = "", start: int = 0):
+    """{seed: summary} whose mAP is seeds[seed][step]."""
+    h, w = size.split("x")
+    flags = [f"--image_height={h}", f"--image_width={w}", f"--init_checkpoint={parent}"]
+    return {seed: {"run": name, "seed": seed, "flags": flags, "first_step": {"step": start + 1, "loss": 1.0},
+                   "validations": [{"step": step, "mAP": v} for step, v in lines.items()]}
+            for seed, lines in seeds.items()}
+
+
+def test_a_claim_is_not_testable_when_the_miniature_cannot_act_on_it():
+    from reid_tf.training_log import Claim
+    from reid_tf.training_log_rule import judge
+
+    start = {0: {200: 0.90}, 1: {200: 0.93}, 2: {200: 0.95}}
+    still = {seed: {250: v[200] + 0.001 * seed} for seed, v in start.items()}
+    moved = {seed: {250: v[200] + 0.05 + 0.003 * seed} for seed, v in start.items()}
+    claim = Claim("a", "a is no help", "b", 250, 0, paired=True)
+    for arm_a, arm_b, testable in ((still, still, False), (moved, still, True), (still, moved, True)):
+        summaries = {"p": _run("p", start), "a": _run("a", arm_a, parent="out/runs/p-seed0", start=200),
+                     "b": _run("b", arm_b, parent="out/runs/p-seed0", start=200)}
+        v = judge(summaries, claim)
+        assert (v["verdict"] != "not testable here") == testable, (arm_a, arm_b)
+        assert v["preconditions"][0]["met"] == testable
+    # Two input sizes: testable only while the stand-in's raw features agree at both.
+    claim = Claim("big", "big images are worse", "small", 100, -1)
+    runs = {"big": _run("big", {s: {100: 0.5 + 0.01 * s} for s in range(3)}, "72x36"),
+            "small": _run("small", {s: {100: 0.8 - 0.01 * s} for s in range(3)})}
+    for gap, testable in ((0.0, True), (0.1, False)):
+        features = {f"standin_features_{size}": _run(f"standin_features_{size}", {
+            s: {0: 0.4 + 0.01 * s - (gap if size == "72x36" else 0) + 0.002 * s * (size == "72x36")} for s in range(5)},
+            size) for size in ("64x32", "72x36")}
+        v = judge({**runs, **features}, claim)
+        assert v["by_the_rule"] == "holds"
+        assert v["verdict"] == ("holds" if testable else "not testable here"), gap

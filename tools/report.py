@@ -28,17 +28,21 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
+    console.quiet(timestamps=False)  # one plain line each
     if FLAGS.training_log:
         from reid_tf import training_log_report
 
+        template = os.path.join(FLAGS.training_log, "doc_template.md")
+        if not os.path.isfile(template):
+            sys.exit(f"--training_log={FLAGS.training_log}: no {template}; name the folder of the re-run's"
+                     " summaries (benchmarks/rerun_log.py --summaries), e.g. docs/training_log")
         output = FLAGS.output or "docs/training_log.md"
-        with open(os.path.join(FLAGS.training_log, "doc_template.md"), encoding="utf-8") as f:
+        with open(template, encoding="utf-8") as f:
             verdicts = training_log_report.write(FLAGS.training_log, output, f.read())
         print(f"wrote {output} ({len(verdicts)} verdicts)")
         return
     if len(argv) < 2:
         sys.exit("usage: python tools/report.py RUN_DIR_OR_PARENT... [--output=report.md]")
-    console.quiet(timestamps=False)  # one plain line each
     logging.set_verbosity(logging.WARNING)
     from reid_tf import plots, report
     from reid_tf import runs as runs_lib
