@@ -167,6 +167,12 @@ def tables(summaries: dict, verdicts: list[dict], standin: dict | None = None) -
                 "| step | run | compared |", "|---|---|---|"]
         steps = sorted({r["step"] for s in summaries.get(claim.row, {}).values() for r in s["validations"]
                         if r["step"] <= claim.step})
+        begun = continues(next(iter(summaries.get(claim.row, {None: {"flags": []}}).values())))
+        if begun:  # where both arms start: the run they continue, at the step they resumed from
+            start = figures(summaries, begun[0], claim.metric, begun[1])
+            arms = [{k: v for k, v in start.items() if k in summaries.get(run, {})}
+                    for run in (claim.row, claim.compared_with)]
+            out.append(f"| {begun[1]} (`{begun[0]}`) | {_stat(arms[0])} | {_stat(arms[1])} |")
         for step in steps:
             out.append(f"| {step} | {_stat(figures(summaries, claim.row, claim.metric, step))} | "
                        f"{_stat(figures(summaries, claim.compared_with, claim.metric, step))} |")
