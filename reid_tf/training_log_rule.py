@@ -69,7 +69,8 @@ def verdict(direction: int, d: float, se: float) -> str:
     return "cannot tell"
 
 
-def size(summary: dict) -> str:
+def input_size(summary: dict) -> str:
+    """A run's input size, HxW, from its flags."""
     return f"{flag(summary, 'image_height')}x{flag(summary, 'image_width')}"
 
 
@@ -83,7 +84,7 @@ def continues(summary: dict) -> tuple[str, int] | None:
 
 def features_differ(summaries: dict, large: str, small: str) -> dict:
     """The stand-in's raw features at two sizes, paired by seed: d, SE and whether they differ."""
-    a, b = (figures(summaries, f"{FEATURES}_{size}", "mAP", 0) for size in (large, small))
+    a, b = (figures(summaries, f"{FEATURES}_{hw}", "mAP", 0) for hw in (large, small))
     d, se, _, _ = difference(a, b, paired=True)
     return {"what": f"the stand-in's raw features agree at {large} and {small}",
             "met": verdict(0, d, se) != "does not hold", **_rounded(d, se)}
@@ -96,7 +97,7 @@ def preconditions(summaries: dict, claim: Claim) -> list[dict]:
         return []
     runs = [summaries.get(claim.row, {}), summaries.get(claim.compared_with, {})]
     out = []
-    sizes = sorted({size(s) for seeds in runs for s in seeds.values()},
+    sizes = sorted({input_size(s) for seeds in runs for s in seeds.values()},
                    key=lambda v: math.prod(map(int, v.split("x"))))
     if len(sizes) == 2:
         out.append(features_differ(summaries, sizes[1], sizes[0]))
@@ -140,5 +141,6 @@ def judge(summaries: dict, claim: Claim) -> dict:
 
 
 def flag(summary: dict, name: str, kind=str):
+    """The last value a summary's flags give --`name` (None where they give none)."""
     values = [line.split("=", 1)[1] for line in summary["flags"] if line.startswith(f"--{name}=")]
     return kind(values[-1]) if values else None
