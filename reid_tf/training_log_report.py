@@ -10,7 +10,7 @@ import os
 import numpy as np
 
 from reid_tf.training_log import CLAIMS, FEATURES, RUNS, read_summaries
-from reid_tf.training_log_rule import RULE, continues, features_differ, figures, flag, judge
+from reid_tf.training_log_rule import RULE, continues, features_differ, figures, flag, judge, verdict
 
 COMMAND = "python tools/report.py --training_log=docs/training_log --output=docs/training_log.md"
 def _stat(values: dict[int, float]) -> str:
@@ -57,7 +57,8 @@ def _made_on(summary: dict) -> str:
     return (summary.get("cpu") or "a CPU not recorded") + (f" with {' and '.join(versions)}" if versions else "")
 
 
-def tables(summaries: dict, verdicts: list[dict], standin: dict | None = None) -> str:
+def tables(summaries: dict, verdicts: list[dict], standin: dict | None = None,
+           diagnosis: dict | None = None) -> str:
     """Every table of the doc, in markdown."""
     out = ["## The rule", "", RULE + ".", "", "## The table", "",
            "Each run's figures at its last step, mean ± standard deviation over its seeds: mAP (the original's"
@@ -110,6 +111,19 @@ def tables(summaries: dict, verdicts: list[dict], standin: dict | None = None) -
     said = ("they agree or cannot be told apart" if check["met"] else
             "they differ, so a claim that compares runs at the two sizes is not testable here")
     out += ["", f"72x36 minus 64x32: {d}{spread}; by the rule, as a claim of no difference: {said}.", ""]
+    if diagnosis:
+        out += [f"Where the difference comes from (`{diagnosis['command']}`, its figures in"
+                " `docs/training_log/standin_sizes.json`): the same raw features, paired by seed, with one setting"
+                " changed at a time, or scored at another larger size with the 72x36 runs' flags:", "",
+                "| change | 64x32 | larger size | its mAP | d | SE | by the rule, as a claim of no difference |",
+                "|---|---|---|---|---|---|---|"]
+        for row in diagnosis["rows"]:
+            small, large = (dict(enumerate(row[k])) for k in ("small_mAP", "large_mAP"))
+            by_rule = verdict(0, row["mean_difference"], row["standard_error"])
+            out.append(f"| {row['change']} | {_stat(small)} | {row['large']} | {_stat(large)} |"
+                       f" {row['mean_difference']:+.3f} | {row['standard_error']:.3f} |"
+                       f" {'they differ' if by_rule == 'does not hold' else 'agree or cannot be told apart'} |")
+        out.append("")
     out += ["## The budget", "", "Per run, from its flags: its own steps (a continuation's from the step it"
             " resumed at), how often each training image was seen in them (steps x P x K / training images),"
             " and its schedule's learning rate (warm-up included) summed over them, here and at the log's step"
@@ -230,6 +244,13 @@ def panels(summaries: dict, verdicts: list[dict]) -> list[dict]:
     return out
 
 
+def _read(path: str) -> dict | None:
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
 def write(folder: str, output: str, template: str) -> list[dict]:
     """Rewrite the doc `output` (its prose from `template`, {tables} and {panels} filled in),
     verdicts.json and the panels from the summaries in `folder`; returns the verdicts."""
@@ -242,12 +263,8 @@ def write(folder: str, output: str, template: str) -> list[dict]:
     from reid_tf import plots
 
     plots.comparison_panels(panels(summaries, verdicts), panels_path, PANELS_TITLE)
-    standin_file = os.path.join(folder, "standin.json")
-    standin = None
-    if os.path.exists(standin_file):
-        with open(standin_file, encoding="utf-8") as f:
-            standin = json.load(f)
-    text = template.format(command=COMMAND, tables=tables(summaries, verdicts, standin),
+    standin, diagnosis = (_read(os.path.join(folder, name)) for name in ("standin.json", "standin_sizes.json"))
+    text = template.format(command=COMMAND, tables=tables(summaries, verdicts, standin, diagnosis),
                            panels=os.path.relpath(panels_path, os.path.dirname(output)))
     with open(output, "w", encoding="utf-8") as f:
         f.write(text)

@@ -142,3 +142,16 @@ def test_every_committed_verdict_is_what_the_rule_gives_from_the_summaries():
         withdrawn = v["row"] in ("resnet_IDE", "resnet_maxpool", "resnet_256")  # b19bb52: "(code has bug!!)", replaced
         label = "withdrawn" if withdrawn else expected if _testable(summaries, v) else "not testable here"
         assert v["verdict"] == label, (v["row"], v["conclusion"], v["verdict"], label)
+
+
+def test_the_standin_diagnosis_starts_from_the_committed_raw_features():
+    """benchmarks/standin_sizes.py's first row re-ran the committed raw-feature runs: the same figures."""
+    folder = os.path.join(REPO, "docs", "training_log")
+    with open(os.path.join(folder, "standin_sizes.json"), encoding="utf-8") as f:
+        diagnosis = json.load(f)
+    first = diagnosis["rows"][0]
+    assert first["change"] == "as committed" and first["large"] == "72x36"
+    summaries = _summaries(os.path.join(folder, "runs"))
+    for size, key in (("64x32", "small_mAP"), ("72x36", "large_mAP")):
+        committed = _seed_figures(summaries, f"standin_features_{size}", "mAP", 0)
+        assert [round(committed[s], 6) for s in diagnosis["seeds"]] == first[key], size
