@@ -46,6 +46,9 @@ def main() -> None:
     flags = [f for f in summary["flags"] if not f.startswith("--output_dir=")] + [f"--output_dir={out}"]
     subprocess.run([sys.executable, "-m", "reid_tf.train", *flags], check=True, stdout=subprocess.DEVNULL)
     sys.path.insert(0, REPO)
+    from reid_tf import console
+
+    console.quiet(timestamps=False)
     from reid_tf import run_dir, training_log
 
     found = mismatches(summary["validations"], run_dir.read_validations(os.path.join(out, run_dir.VALIDATIONS)))
