@@ -10,7 +10,7 @@ import os
 import numpy as np
 
 from reid_tf.training_log import CLAIMS, FEATURES, RUNS, read_summaries
-from reid_tf.training_log_rule import RULE, continues, features_differ, figures, flag, judge, verdict
+from reid_tf.training_log_rule import RULE, features_differ, figures, flag, judge, run_continues, verdict
 
 COMMAND = "python tools/report.py --training_log=docs/training_log --output=docs/training_log.md"
 def _stat(values: dict[int, float]) -> str:
@@ -181,7 +181,7 @@ def tables(summaries: dict, verdicts: list[dict], standin: dict | None = None,
                 "| step | run | compared |", "|---|---|---|"]
         steps = sorted({r["step"] for s in summaries.get(claim.row, {}).values() for r in s["validations"]
                         if r["step"] <= claim.step})
-        begun = continues(next(iter(summaries.get(claim.row, {None: {"flags": []}}).values())))
+        begun = run_continues(summaries, claim.row)
         if begun:  # where both arms start: the run they continue, at the step they resumed from
             start = figures(summaries, begun[0], claim.metric, begun[1])
             arms = [{k: v for k, v in start.items() if k in summaries.get(run, {})}
@@ -223,7 +223,7 @@ def panels(summaries: dict, verdicts: list[dict]) -> list[dict]:
     for claim, v in zip(CLAIMS, verdicts):
         if claim.against is not None:
             continue
-        begun = continues(next(iter(summaries.get(claim.row, {None: {"flags": []}}).values())))
+        begun = run_continues(summaries, claim.row)
         row = _series(summaries, claim.row, claim.metric, claim.step, claim.row, "tab:red", begun=begun)
         metric = claim.compared_metric or claim.metric
         if claim.compared_with == claim.row and claim.compared_step is not None:

@@ -82,6 +82,12 @@ def continues(summary: dict) -> tuple[str, int] | None:
     return re.sub(r"-seed\d+$", "", os.path.basename(checkpoint.rstrip("/"))), summary["first_step"]["step"] - 1
 
 
+def run_continues(summaries: dict, run: str) -> tuple[str, int] | None:
+    """`continues` of a run (its seeds share their flags but the seed), None for a run not found."""
+    seeds = summaries.get(run, {})
+    return continues(next(iter(seeds.values()))) if seeds else None
+
+
 def features_differ(summaries: dict, large: str, small: str) -> dict:
     """The stand-in's raw features at two sizes, paired by seed: d, SE and whether they differ."""
     a, b = (figures(summaries, f"{FEATURES}_{hw}", "mAP", 0) for hw in (large, small))
