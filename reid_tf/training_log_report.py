@@ -114,7 +114,9 @@ def tables(summaries: dict, verdicts: list[dict], standin: dict | None = None,
     if diagnosis:
         out += [f"Where the difference comes from (`{diagnosis['command']}`, its figures in"
                 " `docs/training_log/standin_sizes.json`): the same raw features, paired by seed, with one setting"
-                " changed at a time, or scored at another larger size with the 72x36 runs' flags:", "",
+                " changed at a time, or scored at another larger size with the 72x36 runs' flags (a size the"
+                f" stand-in was not pretrained at, unless among its {standin['sizes'] if standin else 'sizes'}):",
+                "",
                 "| change | 64x32 | larger size | its mAP | d | SE | by the rule, as a claim of no difference |",
                 "|---|---|---|---|---|---|---|"]
         for row in diagnosis["rows"]:
