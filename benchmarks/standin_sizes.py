@@ -30,16 +30,22 @@ SEEDS = (0, 1, 2, 3, 4)
 def features_map(summary_dir: str, size: str, seed: int, change: str, output_dir: str, at: str = "") -> float:
     """mAP at step 0 of the committed raw-features run of `size` and `seed`, with `change` added
     (and scored at input size `at` instead, where given)."""
-    with open(os.path.join(summary_dir, "runs", f"standin_features_{size}-seed{seed}.json"), encoding="utf-8") as f:
+    path = os.path.join(summary_dir, "runs", f"standin_features_{size}-seed{seed}.json")
+    if not os.path.exists(path):
+        sys.exit(f"{path} not found: --summaries names the folder of the re-run's summaries (docs/training_log)")
+    with open(path, encoding="utf-8") as f:
         flags = [f for f in json.load(f)["flags"] if not f.startswith("--output_dir=")]
     if at:
         height, width = at.split("x")
         flags += [f"--image_height={height}", f"--image_width={width}"]
     out = os.path.join(output_dir, f"{change.strip('-').replace('=', '_') or 'committed'}-{at or size}-seed{seed}")
     if not os.path.exists(os.path.join(out, "validation.jsonl")):
-        subprocess.run([sys.executable, "-m", "reid_tf.train", *flags, *([change] if change else []),
-                        f"--output_dir={out}"], cwd=REPO, check=True, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
+        done = subprocess.run([sys.executable, "-m", "reid_tf.train", *flags, *([change] if change else []),
+                               f"--output_dir={out}"], cwd=REPO, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+        if done.returncode:  # the run's own one line (a missing stand-in or data folder, a bad flag)
+            last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+            sys.exit(f"{out}: {last} (benchmarks/rerun_log.py makes the stand-in and data under runs/log/)")
     with open(os.path.join(out, "validation.jsonl"), encoding="utf-8") as f:
         return float(json.loads(f.readline())["mAP"])
 
