@@ -26,7 +26,7 @@ import json, sys, tempfile, time
 import numpy as np
 import keras
 import tensorflow as tf
-from reid_tf import backbones, export_lib, objective
+from reid_tf import backbones, distribute, export_lib, objective
 from reid_tf import config as C
 from reid_tf import convert, optim
 from reid_tf import model as model_lib
@@ -46,7 +46,7 @@ def config(mixed="none"):
 for mixed in ("none", "bfloat16"):
     if mixed != "none":
         keras.mixed_precision.set_global_policy(f"mixed_{mixed}")
-    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    strategy = distribute.choose_strategy()  # what the trainer runs under
     with strategy.scope():
         cfg = config(mixed)
         model = model_lib.build_run_model(cfg)
@@ -57,7 +57,7 @@ for mixed in ("none", "bfloat16"):
         out["parameters"] = backbones.backbone_of(model).count_params()
     images = tf.random.uniform([P * K, H, W, 3], 0, 255)
     batches = tf.data.Dataset.from_tensors((images, tf.repeat(tf.range(P), K))).repeat()
-    iterator = iter(strategy.experimental_distribute_dataset(batches))
+    iterator = iter(strategy.distribute_datasets_from_function(lambda _: batches))
     step = objective.make_train_step(model, optimizer, strategy, cfg.loss, False)
     for _ in range(2):
         float(step(iterator)[0])

@@ -21,8 +21,8 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from reid_tf import config as C  # noqa: E402
+from reid_tf import distribute, objective, optim  # noqa: E402
 from reid_tf import model as model_lib  # noqa: E402
-from reid_tf import objective, optim  # noqa: E402
 
 GPUS = tf.config.list_physical_devices("GPU")
 FULL = {"size": (256, 128), "p": 16, "k": 4, "steps": 20, "run_steps": 200, "ids": 300}
@@ -31,8 +31,7 @@ TINY = {"size": (64, 32), "p": 4, "k": 2, "steps": 2, "run_steps": 6, "ids": 40}
 
 def step_rate(shape: dict, precision: str, jit: bool) -> float:
     """Images/s of the real train step on an in-memory batch, on the first device."""
-    device = "/gpu:0" if GPUS else "/cpu:0"
-    strategy = tf.distribute.OneDeviceStrategy(device)
+    strategy = distribute.choose_strategy()  # what the trainer runs under
     mixed = "none" if precision == "float32" else precision
     if mixed != "none":
         keras.mixed_precision.set_global_policy(f"mixed_{mixed}")
@@ -50,7 +49,8 @@ def step_rate(shape: dict, precision: str, jit: bool) -> float:
     batch = shape["p"] * shape["k"]
     images = tf.random.uniform([batch, *shape["size"], 3], 0, 255)
     pids = tf.repeat(tf.range(shape["p"]), shape["k"])
-    iterator = iter(strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors((images, pids)).repeat()))
+    batches = tf.data.Dataset.from_tensors((images, pids)).repeat()
+    iterator = iter(strategy.distribute_datasets_from_function(lambda _: batches))
     step = objective.make_train_step(model, optimizer, strategy, config.loss, jit)
     for _ in range(2):
         float(step(iterator)[0])

@@ -1,7 +1,7 @@
 """Where the ResNet50 train step spends its time: a tf.profiler trace of a few steps, summed by op
 type from the trace's host plane (TensorFlow's own XSpace protobuf), as shares of all op time.
 
-  python benchmarks/profile_step.py [--precision=bfloat16|float32|onednn_bf16] [--steps=3]
+  python benchmarks/profile_step.py [--precision=bfloat16|float32|onednn_bf16] [--steps=3] [--strategy=one_device]
 """
 
 import argparse
@@ -16,7 +16,7 @@ import train_step  # noqa: E402
 from common import tf  # noqa: E402
 from tensorflow.tsl.profiler.protobuf import xplane_pb2  # noqa: E402
 
-from reid_tf import optim  # noqa: E402
+from reid_tf import distribute, optim  # noqa: E402
 
 GROUPS = {  # op type -> what it is
     "Conv2D": "conv forward", "_FusedConv2D": "conv forward", "_MklFusedConv2D": "conv forward",
@@ -39,19 +39,22 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--precision", default="bfloat16")
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--strategy", choices=["trainer", "one_device"], default="trainer",
+                        help="the trainer's choice, or OneDeviceStrategy('/cpu:0') (what it chose before issue 54)")
     args = parser.parse_args()
     if args.precision == "onednn_bf16":
         tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": True})
     mixed = "bfloat16" if args.precision == "bfloat16" else "none"
-    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    strategy = (tf.distribute.OneDeviceStrategy("/cpu:0") if args.strategy == "one_device"
+                else distribute.choose_strategy())
     with strategy.scope():
         config, model = train_step.build("resnet50", mixed)
         optimizer = optim.build_optimizer(config.optimizer, mixed)
         optimizer.build(model.trainable_variables)
     images = tf.random.uniform([train_step.P * train_step.K, train_step.H, train_step.W, 3], 0, 255)
     pids = tf.repeat(tf.range(train_step.P), train_step.K)
-    iterator = iter(strategy.experimental_distribute_dataset(
-        tf.data.Dataset.from_tensors((images, pids)).repeat()))
+    batches = tf.data.Dataset.from_tensors((images, pids)).repeat()
+    iterator = iter(strategy.distribute_datasets_from_function(lambda _: batches))
     step = train_step.objective.make_train_step(model, optimizer, strategy, config.loss, False)
     for _ in range(2):
         float(step(iterator)[0])

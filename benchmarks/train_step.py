@@ -6,6 +6,7 @@ achieved FLOP/s (3x the forward FLOPs counted from the model's layers, per image
 float32 matrix-multiply rate measured in the same run.
 
   python benchmarks/train_step.py [--steps=4] [--backbones=resnet50,small]
+  python benchmarks/train_step.py --floor [--rounds=2]   # our step / plain Keras, side by side
   python benchmarks/train_step.py --compare [--rounds=2] [--torch_python=PYTHON_WITH_TORCH]
 """
 
@@ -27,18 +28,21 @@ from common import (  # noqa: E402
 )
 
 from reid_tf import config as C  # noqa: E402
+from reid_tf import distribute, objective, optim  # noqa: E402
 from reid_tf import model as model_lib  # noqa: E402
-from reid_tf import objective, optim  # noqa: E402
 
 P, K, H, W = 20, 4, 224, 112
+# The floor's sizes (issue 54): the quickstart's 64x32 and the log's 224x112, P x K each.
+FLOOR_SIZES = {"64x32": (64, 32, 16, 4), "224x112": (224, 112, 8, 4)}
 
 
-def build(backbone: str, mixed_precision: str):
+def build(backbone: str, mixed_precision: str, size=(H, W, P, K)):
+    height, width, p, k = size
     if mixed_precision != "none":
         keras.mixed_precision.set_global_policy(f"mixed_{mixed_precision}")
     try:
         config = C.RunConfig(
-            data=C.DataConfig(image_height=H, image_width=W, return_id_num=P, image_num_every_id=K),
+            data=C.DataConfig(image_height=height, image_width=width, return_id_num=p, image_num_every_id=k),
             model=C.ModelConfig(backbone=backbone, backbone_weights="none"),
             train=C.TrainConfig(mixed_precision=mixed_precision),
         )
@@ -48,24 +52,41 @@ def build(backbone: str, mixed_precision: str):
     return config, model
 
 
-def step_images_per_second(backbone: str, mixed_precision: str, jit: bool, steps: int) -> float:
-    """Images/s of the train step on an in-memory batch (the input pipeline is measured apart)."""
-    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+def step_images_per_second(backbone: str, mixed_precision: str, jit: bool, steps: int, size=(H, W, P, K)) -> float:
+    """Images/s of the train step, under the strategy the trainer picks, on an in-memory batch
+    (the input pipeline is measured apart)."""
+    height, width, p, k = size
+    strategy = distribute.choose_strategy()
     with strategy.scope():
-        config, model = build(backbone, mixed_precision)
+        config, model = build(backbone, mixed_precision, size)
         optimizer = optim.build_optimizer(config.optimizer, mixed_precision)
         optimizer.build(model.trainable_variables)
-    images = tf.random.uniform([P * K, H, W, 3], 0, 255)
-    pids = tf.repeat(tf.range(P), K)
+    images = tf.random.uniform([p * k, height, width, 3], 0, 255)
+    pids = tf.repeat(tf.range(p), k)
     batches = tf.data.Dataset.from_tensors((images, pids)).repeat()
-    iterator = iter(strategy.experimental_distribute_dataset(batches))
+    iterator = iter(strategy.distribute_datasets_from_function(lambda _: batches))
     step = objective.make_train_step(model, optimizer, strategy, config.loss, jit)
-    float(step(iterator)[0])  # trace and warm up
-    float(step(iterator)[0])
+    return _rate(lambda: float(step(iterator)[0]), steps, p * k)
+
+
+def keras_images_per_second(backbone: str, mixed_precision: str, steps: int, size=(H, W, P, K)) -> float:
+    """The floor: the same network in plain Keras, no strategy (mean-square loss on its output,
+    Keras Adam, `train_on_batch` on the same in-memory batch)."""
+    height, width, p, k = size
+    _, model = build(backbone, mixed_precision, size)
+    model.compile(optimizer=keras.optimizers.Adam(1e-4), loss="mse")
+    images = tf.random.uniform([p * k, height, width, 3], 0, 255)
+    targets = tf.zeros([p * k, model.output.shape[-1]])
+    return _rate(lambda: model.train_on_batch(images, targets), steps, p * k)
+
+
+def _rate(run_step, steps: int, batch: int) -> float:
+    run_step()  # trace and warm up
+    run_step()
     start = time.perf_counter()
     for _ in range(steps):
-        float(step(iterator)[0])
-    return steps * P * K / (time.perf_counter() - start)
+        run_step()
+    return steps * batch / (time.perf_counter() - start)
 
 
 def one_process(backbone: str, precision: str, steps: int) -> dict:
@@ -76,6 +97,49 @@ def one_process(backbone: str, precision: str, steps: int) -> dict:
     mixed = "bfloat16" if precision == "bfloat16" else "none"
     return {"framework": "tensorflow", "precision": precision,
             "images_per_s": step_images_per_second(backbone, mixed, False, steps), "tf": tf.__version__}
+
+
+def floor(rounds: int, steps: int, output_json: str | None = None) -> None:
+    """Our step over plain Keras' (its floor), each in its own process, interleaved per round, at
+    64x32 and 224x112, float32 and (where the CPU computes bfloat16 natively) bfloat16."""
+    precisions = ["float32"] + (["bfloat16"] if _native_bfloat16() else [])
+    here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_step.py")
+    rows = []
+    for size in FLOOR_SIZES:
+        for precision in precisions:
+            ours, theirs = [], []
+            for _ in range(rounds):
+                for who, rates in (("reid_tf", ours), ("keras", theirs)):
+                    done = subprocess.run([sys.executable, here, f"--one=resnet50:{precision}:{size}:{who}",
+                                           f"--steps={steps}"], capture_output=True, text=True)
+                    line = [x for x in done.stdout.splitlines() if x.startswith("{")]
+                    if done.returncode or not line:
+                        raise SystemExit(f"{who} {size} {precision}: failed\n{done.stderr[-1500:]}")
+                    rates.append(json.loads(line[-1])["images_per_s"])
+            rows.append({"size": size, "precision": precision, "reid_tf": ours, "keras": theirs,
+                         "ratio": [a / b for a, b in zip(ours, theirs)]})
+            print(rows[-1], flush=True)
+    cells = [[r["size"], r["precision"], *(", ".join(f"{x:.2f}" for x in r[k]) for k in ("reid_tf", "keras", "ratio"))]
+             for r in rows]
+    print(table(cells, ["ResNet50", "precision", "reid_tf step, images/s", "plain Keras, images/s",
+                        "ratio, each round"]))
+    if output_json:
+        with open(output_json, "w") as f:
+            json.dump({"cpu": cpu_kind(), "steps": steps, "rounds": rounds, "tf": tf.__version__, "rows": rows}, f,
+                      indent=1)
+
+
+def _native_bfloat16() -> bool:
+    return cpu_kind() == "avx512_bf16"
+
+
+def cpu_kind() -> str:
+    """This machine's CPU kind as the docs name them: avx512_bf16, or avx2."""
+    try:
+        flags = open("/proc/cpuinfo").read().split()
+    except OSError:
+        return "unknown"
+    return "avx512_bf16" if "avx512_bf16" in flags else "avx2" if "avx2" in flags else "other"
 
 
 def compare(rounds: int, steps: int, torch_python: str) -> None:
@@ -119,11 +183,25 @@ def main():
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--torch_python", default=sys.executable,
                         help="a Python with torch and torchvision (for --compare)")
-    parser.add_argument("--one", default="", help="BACKBONE:PRECISION: one measurement, as JSON")
+    parser.add_argument("--output_json", default=None, help="with --floor: the rows, for docs/benchmarks/")
+    parser.add_argument("--floor", action="store_true",
+                        help="our step against the same network in plain Keras, each in its own process")
+    parser.add_argument("--one", default="", help="BACKBONE:PRECISION[:SIZE:reid_tf|keras]: one measurement, as JSON")
     args = parser.parse_args()
+    if args.one.count(":") == 3:
+        backbone, precision, size, who = args.one.split(":")
+        mixed = "none" if precision == "float32" else precision
+        measure = step_images_per_second if who == "reid_tf" else keras_images_per_second
+        extra = (False,) if who == "reid_tf" else ()
+        rate = measure(backbone, mixed, *extra, args.steps, FLOOR_SIZES[size])
+        print(json.dumps({"who": who, "size": size, "precision": precision, "images_per_s": rate}))
+        return
     if args.one:
         backbone, precision = args.one.split(":")
         print(json.dumps(one_process(backbone, precision, args.steps)))
+        return
+    if args.floor:
+        floor(args.rounds, args.steps, args.output_json)
         return
     if args.compare:
         compare(args.rounds, args.steps, args.torch_python)

@@ -16,6 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
+from tensorflow.core.protobuf import saved_model_pb2
 
 from reid_tf import backbones, convert, data, datasets, exported, signatures, versions
 from reid_tf import config as config_lib
@@ -229,14 +230,37 @@ def restore_run_model(run_dir: str, step: int | None = None) -> tuple[keras.Mode
 
 
 def describe(path: str) -> str:
-    """One line about a written LiteRT/ONNX export: its size and how far it is from the model."""
+    """What an export wrote, a line a file: its size and, for a converted file, how far its
+    embeddings are from the model's on the check images; one line for a SavedModel."""
     meta = exported.read_metadata(path)
-    v = meta.get("verification")
-    if not v:
-        return ""
-    return (f"{meta['file']}: {v['bytes'] / 2**20:.1f} MiB; against the model on {v['images']} images: largest"
-            f" difference {v['max_abs']:.3g} ({v['relative']:.3g} of the largest value), smallest cosine"
-            f" similarity {v['min_cosine']:.6f}")
+    checks = meta.get("verification") or {}
+    if "files" in meta:  # the tracker's: each file checked in its own runtime
+        return "\n".join(_file_line(path, name, checks.get(name)) for name in meta["files"])
+    if "file" in meta:
+        return _file_line(path, meta["file"], checks)
+    size = sum(tf.io.gfile.stat(os.path.join(top, name)).length
+               for top, _, names in tf.io.gfile.walk(path) for name in names)
+    if meta.get("format") == "search":
+        what = f"searches a gallery of {meta['gallery_size']} embeddings, {meta['k']} results a query"
+    else:
+        what = f"computes in {meta.get('precision', 'float32')}"
+    return f"SavedModel: {size / 2**20:.1f} MiB; {what}; signatures {', '.join(_signatures(path))}"
+
+
+def _file_line(folder: str, name: str, check: dict | None) -> str:
+    line = f"{name}: {tf.io.gfile.stat(os.path.join(folder, name)).length / 2**20:.1f} MiB"
+    if check:
+        line += (f"; against the model on {check['images']} images: largest difference {check['max_abs']:.3g}"
+                 f" ({check['relative']:.3g} of the largest value), smallest cosine similarity"
+                 f" {check['min_cosine']:.6f}")
+    return line
+
+
+def _signatures(path: str) -> list[str]:
+    proto = saved_model_pb2.SavedModel()
+    with tf.io.gfile.GFile(os.path.join(path, "saved_model.pb"), "rb") as f:
+        proto.ParseFromString(f.read())
+    return sorted(name for name in proto.meta_graphs[0].signature_def if not name.startswith("__"))
 
 
 def export_run(run_dir: str, export_dir: str, step: int | None = None, version: int | None = None,

@@ -165,7 +165,7 @@ def tracker_onnx_run(model: str | bytes, threads: int | None = None):
 def _checked(run, feed: np.ndarray, reference: np.ndarray, quantize: str, what: str) -> dict:
     difference = convert.compare(reference, run(feed))
     convert.check(difference, quantize, what)
-    return difference
+    return {**difference, "images": len(feed)}
 
 
 def _has_litert() -> bool:

@@ -150,32 +150,30 @@ def _train(config: config_lib.RunConfig, output_dir: str, strategy: tf.distribut
                  " (P=%d x K=%d)", model.name, start, t.max_steps, strategy.num_replicas_in_sync,
                  role.num_workers, batch, d.return_id_num, d.image_num_every_id)
     any_worker = distribute.make_any_worker(strategy)
-    current, last, window_start, window_steps = start, None, time.time(), 0
+    current, last, pace = start, None, _Pace(batch, t.max_steps)
     with StopSignal() as stop, contextlib.closing(checkpoint_dir):
         while current < t.max_steps:
+            began = time.perf_counter()
             loss, stats = train_step(iterator)
             loss = float(loss)
+            pace.add(time.perf_counter() - began)
             if not math.isfinite(loss):
                 raise TrainingError(f"the loss became {loss} at step {current + 1}: training stopped; the"
                                     f" last good checkpoint {latest or '(none yet)'} is kept")
             current = int(step.assign_add(1).numpy())
-            window_steps += 1
             if current == start + 1 and role.is_chief and run_dir.read_first_step(output_dir) is None:
                 # this run's first step (not a resumption's): how far the initial model is from trained
                 run_dir.record_first_step(output_dir, {"step": current, "loss": round(loss, 6), **{
                     k: round(float(stats[k]), 6) for k in ("triplet_loss", "id_loss") if k in stats}})
-            if current % t.log_every == 0 or current in (start + 1, t.max_steps):
-                elapsed = time.time() - window_start
-                images_per_s = window_steps * batch / max(elapsed, 1e-9)
+            if current % t.log_every == 0 or current in (start + 2, t.max_steps):
                 lr = float(optimizer.learning_rate)
-                logging.info("step %d/%d  %s  lr %.3g  %.1f images/s  ETA %s", current, t.max_steps,
-                             _losses_line(loss, stats), lr, images_per_s,
-                             _duration((t.max_steps - current) * elapsed / window_steps))
+                images_per_s, line = pace.report(current)
+                logging.info("step %d/%d  %s  lr %.3g  %s", current, t.max_steps, _losses_line(loss, stats), lr, line)
                 with writer.as_default():
-                    for key, value in {"loss": loss, "learning_rate": lr, "images_per_second": images_per_s,
-                                       **stats}.items():
+                    for key, value in {"loss": loss, "learning_rate": lr, **stats}.items():
                         tf.summary.scalar(key, value, step=current)
-                window_start, window_steps = time.time(), 0
+                    if images_per_s:
+                        tf.summary.scalar("images_per_second", images_per_s, step=current)
             if current % t.checkpoint_every == 0:
                 save(current)
             if current % t.eval_every == 0:
@@ -214,7 +212,38 @@ def _train(config: config_lib.RunConfig, output_dir: str, strategy: tf.distribut
     if validation.best:
         logging.info("best validation mAP %.4f at step %d", validation.best["mAP"], validation.best["step"])
     return {"step": current, "final": final, "best": validation.best, "export": exported,
-            "exported_now": exported_now}
+            "exported_now": exported_now, "images_per_s": pace.images_per_second()}
+
+
+class _Pace:
+    """The train step's own pace, for the console's ETA and the summary: its first call in a process
+    (tracing, graph optimisation) is left out, and so is everything between steps (validation,
+    checkpoints), which the timer does not cover."""
+
+    def __init__(self, batch: int, max_steps: int):
+        self.batch, self.max_steps, self.traced = batch, max_steps, False
+        self.window, self.total = [0, 0.0], [0, 0.0]  # [steps, seconds]
+
+    def add(self, seconds: float) -> None:
+        if not self.traced:
+            self.traced = True
+            return
+        for acc in (self.window, self.total):
+            acc[0] += 1
+            acc[1] += seconds
+
+    def report(self, current: int) -> tuple[float | None, str]:
+        """(images/s since the last report, the console's words for it), and a new window."""
+        steps, seconds = self.window
+        self.window = [0, 0.0]
+        if not steps:
+            return None, "first step (tracing)"
+        return steps * self.batch / seconds, (f"{steps * self.batch / seconds:.1f} images/s  ETA"
+                                              f" {_duration((self.max_steps - current) * seconds / steps)}")
+
+    def images_per_second(self) -> float | None:
+        steps, seconds = self.total
+        return round(steps * self.batch / seconds, 2) if steps else None
 
 
 def _export_final(model: keras.Model, config: config_lib.RunConfig, output_dir: str,

@@ -11,6 +11,15 @@ from reid_tf import config as C
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def cpu_has(feature: str) -> bool:
+    """Whether this CPU reports `feature` (a /proc/cpuinfo flag, such as avx512_bf16)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            return feature in f.read().split()
+    except OSError:
+        return False
+
+
 def tiny_config(market_dir: str, **train_kw) -> C.RunConfig:
     """Four steps of the small CNN on the tiny synthetic Market-1501, validated every two."""
     return C.RunConfig(

