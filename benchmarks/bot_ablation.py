@@ -42,7 +42,7 @@ def main() -> None:
     known = {**VARIANTS, **EXTRA}
     for name in names:
         out = os.path.join(args.runs, name)
-        flags = ["--flagfile=flags/quickstart.cfg", f"--max_steps={args.steps}",
+        flags = ["--flagfile=flags/quickstart_resnet50.cfg", f"--max_steps={args.steps}",
                  f"--eval_every={args.eval_every}", f"--checkpoint_every={args.steps}", f"--output_dir={out}",
                  f"--note=ablation: {name}", *known[name]]
         start = time.time()

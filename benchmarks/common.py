@@ -12,6 +12,16 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 
+def cpu_kind() -> str:
+    """This machine's CPU kind as the docs name them: avx512_bf16, or avx2."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = f.read().split()
+    except OSError:
+        return "unknown"
+    return "avx512_bf16" if "avx512_bf16" in flags else "avx2" if "avx2" in flags else "other"
+
+
 def peak_rss_mib() -> float:
     """Peak resident memory of this process so far, in MiB (Linux: ru_maxrss is in KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -20,6 +20,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import keras  # noqa: E402
 from common import (  # noqa: E402
+    cpu_kind,
     fmt_rate,
     forward_flops_per_image,
     matmul_flops_per_second,
@@ -131,15 +132,6 @@ def floor(rounds: int, steps: int, output_json: str | None = None) -> None:
 
 def _native_bfloat16() -> bool:
     return cpu_kind() == "avx512_bf16"
-
-
-def cpu_kind() -> str:
-    """This machine's CPU kind as the docs name them: avx512_bf16, or avx2."""
-    try:
-        flags = open("/proc/cpuinfo").read().split()
-    except OSError:
-        return "unknown"
-    return "avx512_bf16" if "avx512_bf16" in flags else "avx2" if "avx2" in flags else "other"
 
 
 def compare(rounds: int, steps: int, torch_python: str) -> None:

@@ -18,7 +18,7 @@ import sys
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(REPO, "docs", "benchmarks")
 FILES = ("README.md", "docs/benchmarks.md", "docs/trackers_and_galleries.md", "docs/backbones.md",
-         "docs/cpu_kinds.md")
+         "docs/cpu_kinds.md", "docs/training.md")
 MARK = re.compile(r"(<!-- table:(\w+) -->\n)(.*?)(<!-- /table -->)", re.S)
 
 
@@ -220,9 +220,50 @@ def cpu_kinds() -> str:
     return "\n".join(out) or _missing("benchmarks/rerun_log.py --summaries=docs/training_log_kinds/FINGERPRINT")
 
 
+def train_step_floor() -> str:
+    """Our train step over plain Keras' (the floor), per CPU kind, each round in its own processes."""
+    runs = [json.load(open(p)) for p in sorted(glob.glob(os.path.join(DATA, "train_step_floor_*.json")))]
+    if not runs:
+        return _missing("python benchmarks/train_step.py --floor"
+                        " --output_json=docs/benchmarks/train_step_floor_KIND.json")
+    rows = [[run["cpu"], r["size"], r["precision"], ", ".join(f"{x:.1f}" for x in r["reid_tf"]),
+             ", ".join(f"{x:.1f}" for x in r["keras"]), ", ".join(f"{x:.2f}" for x in r["ratio"]),
+             f"{statistics.mean(r['ratio']):.2f}"] for run in runs for r in run["rows"]]
+    return _table(["CPU kind", "ResNet50", "precision", "reid_tf step, images/s", "plain Keras, images/s",
+                   "ratio, each round", "mean"], rows)
+
+
+def _quickstarts() -> list[dict]:
+    return [json.load(open(p)) for p in sorted(glob.glob(os.path.join(DATA, "quickstart_*.json")))]
+
+
+def quickstart() -> str:
+    """The README's quickstart command, per CPU kind, from an empty cache (benchmarks/quickstart.py)."""
+    runs = _quickstarts()
+    if not runs:
+        return _missing("python benchmarks/quickstart.py --output_json=docs/benchmarks/quickstart_KIND.json")
+    rows = [[r["cpu"], f"`{r['flagfile']}`", f"{r['wall_s'] / 60:.1f} min",
+             f"{r['mAP_before']:.3f} → {r['mAP_after']:.3f}", f"{r['rank1_before']:.3f} → {r['rank1_after']:.3f}",
+             ", ".join(f"{c['mAP']:.3f} at {c['step']}" for c in r["curve"]), f"{r['peak_rss_mib'] / 1024:.1f} GB",
+             f"{r['run_folder_mib']:.0f} MB"] for r in runs]
+    return _table(["CPU kind", "flagfile", "wall time (data, training, validation, export)", "validation mAP",
+                   "rank-1", "mAP by step", "peak memory", "run folder"], rows)
+
+
+def quickstart_short() -> str:
+    runs = _quickstarts()
+    if not runs:
+        return "(not measured yet)\n"
+    kinds = "; ".join(f"{r['wall_s'] / 60:.0f} minutes on the {r['cpu']} kind, validation mAP {r['mAP_before']:.2f}"
+                      f" → {r['mAP_after']:.2f}" for r in runs)
+    missing = [k for k in ("avx2", "avx512_bf16") if k not in {r["cpu"] for r in runs}]
+    later = f" The {' and '.join(missing)} kind: not measured yet." if missing else ""
+    return f"Measured (`benchmarks/quickstart.py`, two idle cores, an empty cache): {kinds}.{later}\n"
+
+
 RENDER = {f.__name__: f for f in (tracker, tracker_short, embedder, embedder_best, embedder_readme, scoring_floor,
                                   gallery_scale, gallery_short, gallery_rule, search_serving, osnet_init,
-                                  cpu_kinds)}
+                                  cpu_kinds, train_step_floor, quickstart, quickstart_short)}
 
 
 def render(text: str) -> str:

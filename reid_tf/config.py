@@ -68,8 +68,9 @@ class DataConfig:
         " jitter, random erasing); bot (BoT's); original_e50be2b / original_d26b97d: what the 2017 code was"
         " written to do (crop-resize, hue, flip, brightness, each given to fixed batch slots drawn once per"
         " run; p 0.1 and deltas 0.5 before 7.12, p 0.5 and deltas 0.1 from commit d26b97d), which it never"
-        " ran: it fed the tf.cond's output, so TF pruned the augmentation (the log flagfiles use none).", choices=AUGMENTATIONS,
-        column="model", words=lambda v, c: f"{v} augmentation" if v != "none" else "no augmentation")
+        " ran: it fed the tf.cond's output, so TF pruned the augmentation (the log flagfiles use none).",
+        choices=AUGMENTATIONS, column="model",
+        words=lambda v, c: f"{v} augmentation" if v != "none" else "no augmentation")
     original_ops: tuple[str, ...] = setting(
         ("crop", "hue", "flip", "brightness"), "With --augment=original_*: which of my_preprocess_train's ops"
         " may be given to a slot (the others never are): ablations of the original's augmentation.",

@@ -75,7 +75,7 @@ def parse(request):
 
 
 def test_every_log_row_has_a_flagfile():
-    others = {"base.cfg", "quickstart.cfg", "quickstart_osnet.cfg", "resnet_bot.cfg"}
+    others = {"base.cfg", "quickstart.cfg", "quickstart_osnet.cfg", "quickstart_resnet50.cfg", "resnet_bot.cfg"}
     assert set(LOG_ROWS) | others == set(FLAGFILES)
 
 
@@ -129,7 +129,7 @@ def test_each_log_flagfile_names_the_commit_it_follows():
 
 def test_the_newer_recipes_keep_the_library_defaults(parse):
     quirks = [s for s in C.ALL_SETTINGS if s.group == C.ORIGINAL]
-    for name in ("quickstart.cfg", "quickstart_osnet.cfg", "resnet_bot.cfg"):
+    for name in ("quickstart.cfg", "quickstart_osnet.cfg", "quickstart_resnet50.cfg", "resnet_bot.cfg"):
         c = parse(f"--flagfile=flags/{name}")
         for s in quirks:
             assert getattr(getattr(c, s.section), s.name) == s.default, (name, s.name)
@@ -142,12 +142,18 @@ def test_flags_after_the_flagfile_override_it(parse):
 
 def test_quickstart_uses_the_same_code_with_small_values(parse):
     config = parse("--flagfile=flags/quickstart.cfg")
-    assert config.data.dataset == "synthetic" and config.model.backbone == "resnet50"
+    assert config.data.dataset == "synthetic" and config.model.backbone == "osnet_x1_0"
     assert config.model.backbone_weights == "none" and config.model.neck == "bnneck"
     assert config.train.eval_before_training and config.train.max_steps <= 1000
-    osnet = parse("--flagfile=flags/quickstart_osnet.cfg")
-    assert osnet.model.backbone == "osnet_x1_0" and osnet.model.backbone_weights == "none"
-    assert dataclasses.replace(osnet, model=dataclasses.replace(osnet.model, backbone="resnet50")) == config
+    # The longer recipes are the quickstart's, with a backbone or a length of their own.
+    for name, backbone, out in (("quickstart_osnet.cfg", "osnet_x1_0", "runs/quickstart_osnet"),
+                                ("quickstart_resnet50.cfg", "resnet50", "runs/quickstart_resnet50")):
+        longer = parse(f"--flagfile=flags/{name}")
+        assert longer.model.backbone == backbone and longer.train.max_steps == 600
+        same = {"model": dataclasses.replace(longer.model, backbone="osnet_x1_0"),
+                "train": dataclasses.replace(longer.train, max_steps=300, checkpoint_every=150, eval_every=150)}
+        assert dataclasses.replace(longer, **same) == config, name
+        assert f"--output_dir={out}\n" in open(os.path.join(REPO, "flags", name)).read()
 
 
 def test_out_of_range_flags_fail_with_one_line(parse):
