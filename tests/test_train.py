@@ -215,3 +215,20 @@ def test_a_cpu_only_console_has_no_cuda_error_line(market_dir, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "cuInit" not in proc.stderr and "CUDA error" not in proc.stderr
     assert not [line for line in proc.stderr.splitlines() if line.startswith("E0000")]
+
+
+def test_the_pace_leaves_out_the_first_step_and_what_lies_between_steps():
+    """The ETA counts the step alone: the first call (tracing) is dropped, each report starts a new
+    window, and the summary's images/s is over every timed step."""
+    from reid_tf.train_lib import _Pace
+
+    pace = _Pace(batch=10, max_steps=12)
+    pace.add(30.0)  # the first step: tracing, not the pace
+    assert pace.report(1) == (None, "first step (tracing)")
+    pace.add(2.0)
+    pace.add(2.0)
+    rate, line = pace.report(3)
+    assert rate == 5.0 and line == "5.0 images/s  ETA 0:00:18"  # 9 steps left at 2 s
+    pace.add(1.0)
+    assert pace.report(4) == (10.0, "10.0 images/s  ETA 0:00:08")
+    assert pace.images_per_second() == round(30 / 5.0, 2)
