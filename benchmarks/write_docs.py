@@ -18,7 +18,7 @@ import sys
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(REPO, "docs", "benchmarks")
 FILES = ("README.md", "docs/benchmarks.md", "docs/trackers_and_galleries.md", "docs/backbones.md",
-         "docs/cpu_kinds.md", "docs/training.md")
+         "docs/cpu_kinds.md", "docs/training.md", "docs/original.md")
 MARK = re.compile(r"(<!-- table:(\w+) -->\n)(.*?)(<!-- /table -->)", re.S)
 
 
@@ -261,9 +261,77 @@ def quickstart_short() -> str:
     return f"Measured (`benchmarks/quickstart.py`, two idle cores, an empty cache): {kinds}.{later}\n"
 
 
+def _replay_rows(records: dict) -> list[list]:
+    """Per state, the largest figure over its records (seeds), from original_run.compare."""
+    rows = []
+    for state in sorted({name.split("_")[2] for name in records}):
+        runs = [r for name, r in records.items() if name.split("_")[2] == state]
+        top = {k: max(r[k] for r in runs) for k in ("eval_init", "loss_0", "train_embeddings_0", "loss_1_2",
+                                                   "loss_later", "eval_final")}
+        equal = all(r["lr_equal"] and r["global_step_equal"] for r in runs)
+        seeds = ", ".join(sorted(name.split("_")[3][4:] for name in records if name.split("_")[2] == state))
+        rows.append([state if state != "F" else "F (after reid_tf's own C)", seeds, f"{top['eval_init']:.1e}",
+                     f"{top['loss_0']:.1e} / {top['train_embeddings_0']:.1e}", f"{top['loss_1_2']:.1e}",
+                     f"{top['loss_later']:.1e}", f"{top['eval_final']:.1e}", "equal" if equal else "**differ**"])
+    return rows
+
+
+_REPLAY_HEADER = ["state", "seeds", "eval emb at init", "step 0: loss / train emb", "loss, steps 1–2",
+                  "loss, steps 3+", "final eval emb", "lr, global step"]
+
+
+def original_replay() -> str:
+    """reid_tf replaying the original's records, the largest figure over the seeds of each state."""
+    run = _load("original_replay.json")
+    if not run or "records" not in run:
+        return _missing("python benchmarks/replay_original.py --output_json=docs/benchmarks/original_replay.json")
+    out = f"Measured on the {run['cpu']} CPU kind (`benchmarks/replay_original.py`).\n\n"
+    out += _table(_REPLAY_HEADER, _replay_rows(run["records"]))
+    if run.get("extra"):
+        h = run["extra_setup"]
+        out += (f"\nRecords made the same way with other settings (seed {h['init_seed']}, {h['height']}×{h['width']},"
+                f" P×K {h['P']}×{h['K']}, {h['steps']} steps, decay every {h['decay_steps']}):\n\n")
+        out += _table(_REPLAY_HEADER, _replay_rows(run["extra"]))
+    return out
+
+
+def original_teacher() -> str:
+    """One step from the original's own checkpoint at step t, and F from the original's C."""
+    run = _load("original_replay.json")
+    if not run or "teacher_forcing" not in run:
+        return _missing("python benchmarks/replay_original.py --root=WORK --output_json=...")
+    rows = [[r["record"].split("_")[2], r["record"].split("_")[3], r["t"], f"{r['loss_t']:.1e}",
+             f"{r['loss_t1']:.1e}"] for r in run["teacher_forcing"]]
+    f = run["f_from_original_c"]
+    return (_table(["state", "seed", "t", "loss(t)", "loss(t + 1)"], rows) + "\nF continued from the original's own"
+            f" C checkpoint (Adam's moments, beta powers and global step imported): loss at every step within"
+            f" {max(f['loss_0'], f['loss_1_2'], f['loss_later']):.1e}, eval embeddings at its start"
+            f" {f['eval_init']:.1e} and at its end {f['eval_final']:.1e}; lr and global step"
+            f" {'equal' if f['lr_equal'] and f['global_step_equal'] else 'DIFFER'}.\n")
+
+
+def original_flips() -> str:
+    """Each quirk flag flipped in a state where it acts: the figures it moves (seed 0)."""
+    run = _load("original_replay.json")
+    if not run or "flips" not in run:
+        return _missing("python benchmarks/replay_original.py --parts=flips --output_json=...")
+    rows = []
+    for r in run["flips"]:
+        if "refused" in r:
+            rows.append([r["state"], f"`{r['flag']}`", r["original"], "refused: " + r["refused"], "", "", ""])
+            continue
+        rows.append([r["state"], f"`{r['flag']}`", r["original"], f"{r['eval_init']:.1e}",
+                     f"{r['loss_0']:.1e} / {r['train_embeddings_0']:.1e}",
+                     f"{r['loss_1_2']:.1e} / {r['loss_later']:.1e}",
+                     f"{r['eval_final']:.1e}; lr {'equal' if r['lr_equal'] else '**differs**'}"])
+    return _table(["state", "flipped", "the log's value", "eval emb at init", "step 0: loss / train emb",
+                   "loss, steps 1–2 / 3+", "final eval emb"], rows)
+
+
 RENDER = {f.__name__: f for f in (tracker, tracker_short, embedder, embedder_best, embedder_readme, scoring_floor,
                                   gallery_scale, gallery_short, gallery_rule, search_serving, osnet_init,
-                                  cpu_kinds, train_step_floor, quickstart, quickstart_short)}
+                                  cpu_kinds, train_step_floor, quickstart, quickstart_short, original_replay,
+                                  original_teacher, original_flips)}
 
 
 def render(text: str) -> str:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import keras
 
-from reid_tf import osnet, resnet_torch
+from reid_tf import osnet, resnet_torch, slim_checkpoint
 from reid_tf.config import BACKBONES
 from reid_tf.fused_bn import FusedBatchNormalization
 
@@ -51,12 +51,39 @@ def _keras(constructor, named: bool = True):
     return build
 
 
+def _slim_layout(constructor):
+    """A ResNet v2 laid out as TF-slim's `resnet_v2` (the 2017 original's): pool1 pools SAME (on even
+    sizes it pads only the bottom and right, and never with zeros) where Keras zero-pads by 1 and
+    pools VALID, and every batch norm's epsilon is slim's 1e-5 (Keras: 1.001e-5). The weights are
+    the same variables, so Keras' ImageNet weights and a Keras ResNet v2 file load into it."""
+    keras_build = _keras(constructor)
+
+    def build(shape, imagenet, name, init="keras"):
+        model = keras_build(shape, imagenet, name)
+
+        def clone(layer):
+            if layer.name == "pool1_pad":
+                return keras.layers.Identity(name=layer.name)
+            config = layer.get_config()
+            if layer.name == "pool1_pool":
+                config["padding"] = "same"
+            if isinstance(layer, keras.layers.BatchNormalization):
+                config["epsilon"] = 1e-5
+            return type(layer).from_config(config)
+
+        slim = keras.models.clone_model(model, clone_function=clone)
+        slim.set_weights(model.get_weights())
+        return slim
+    return build
+
+
 _apps = keras.applications
 REGISTRY: dict[str, Spec] = {
     "resnet50": Spec(_keras(_apps.ResNet50), "caffe"),
     "resnet101": Spec(_keras(_apps.ResNet101), "caffe"),
     "resnet152": Spec(_keras(_apps.ResNet152), "caffe"),
     "resnet50v2": Spec(_keras(_apps.ResNet50V2), "tf"),
+    "resnet50v2_slim": Spec(_slim_layout(_apps.ResNet50V2), "tf"),
     "resnet101v2": Spec(_keras(_apps.ResNet101V2), "tf"),
     "resnet152v2": Spec(_keras(_apps.ResNet152V2), "tf"),
     "mobilenet_v3_small": Spec(_keras(_apps.MobileNetV3Small), "none"),
@@ -77,6 +104,8 @@ REGISTRY: dict[str, Spec] = {
     "small": Spec(lambda shape, _, name, init="keras": small_backbone(shape), "tf", imagenet=False),
 }
 assert tuple(REGISTRY) == BACKBONES, "config.BACKBONES lists the registry's names, in order"
+# Layouts of one network that hold the same variables: a weights file of one loads into the other.
+SAME_WEIGHTS = {"resnet50v2_slim": "resnet50v2"}
 
 PREPROCESSING_TEXT = {
     "caffe": "caffe (BGR, ImageNet mean removed)",
@@ -195,7 +224,13 @@ def _size(shape) -> str:
 def load_backbone_weights(backbone: keras.Model, path: str, name: str,
                           input_shape: tuple[int, int, int]) -> None:
     """Load a `.weights.h5` of the backbone (from keras.applications, or a run's
-    `--format=backbone` export); a file of another backbone or input size is refused in one line."""
+    `--format=backbone` export), or a TF1 checkpoint of slim's resnet_v2_50 (its prefix); a file of
+    another backbone or input size is refused in one line."""
+    if slim_checkpoint.is_checkpoint(path):  # a TF1 checkpoint of slim's resnet_v2_50
+        try:
+            return slim_checkpoint.load_backbone(backbone, path)
+        except slim_checkpoint.SlimCheckpointError as e:
+            raise WeightsUnavailableError(f"--backbone_weights={path}: {e}") from None
     if not os.path.isfile(path):
         raise WeightsUnavailableError(
             f"backbone weights file {path} not found: use --backbone_weights=none|PATH")
@@ -209,7 +244,8 @@ def load_backbone_weights(backbone: keras.Model, path: str, name: str,
         raise WeightsUnavailableError(f"backbone weights {path} is not a Keras .weights.h5 file") from None
     if theirs is not None:
         theirs = theirs.decode() if isinstance(theirs, bytes) else str(theirs)
-        if theirs != name or (their_shape is not None and _size(their_shape) != _size(input_shape)):
+        same = SAME_WEIGHTS.get(theirs, theirs) == SAME_WEIGHTS.get(name, name)
+        if not same or (their_shape is not None and _size(their_shape) != _size(input_shape)):
             raise WeightsUnavailableError(
                 f"backbone weights {path} are {theirs} at {_size(their_shape)}; this run builds {name}"
                 f" at {_size(input_shape)}: export the backbone of a run like this one, or change"

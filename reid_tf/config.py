@@ -13,18 +13,12 @@ import math
 from dataclasses import dataclass, field
 
 from reid_tf import phrases
-from reid_tf.settings import ConfigError, Declared, check_fields, declared, setting  # noqa: F401 - ConfigError too
+from reid_tf.constants import DISTRACTOR_PID, JUNK_PID, MAX_IMAGE_PIXELS, MAX_IMAGES_PER_REQUEST  # noqa: F401
+from reid_tf.settings import ConfigError, Declared, check_fields, declared, from_flag_lines, setting  # noqa: F401
 
-# Limits of the work one request or image may demand (serving, training and evaluation alike).
-# Far above any person crop: an image whose header claims more pixels is refused undecoded.
-MAX_IMAGE_PIXELS = 4096 * 4096
-MAX_IMAGES_PER_REQUEST = 256
-# Market-1501's protocol: pid -1 is junk (ignored in evaluation), 0000 a distractor (a negative).
-JUNK_PID = -1
-DISTRACTOR_PID = 0
 ORIGINAL = "The 2017 original (each off by default)"
 
-BACKBONES = ("resnet50", "resnet101", "resnet152", "resnet50v2", "resnet101v2", "resnet152v2",
+BACKBONES = ("resnet50", "resnet101", "resnet152", "resnet50v2", "resnet50v2_slim", "resnet101v2", "resnet152v2",
              "mobilenet_v3_small", "mobilenet_v3_large", "efficientnetv2_b0", "efficientnetv2_b1",
              "efficientnetv2_b2", "efficientnetv2_b3", "efficientnetv2_s", "convnext_tiny", "convnext_small",
              "densenet121", "osnet_x1_0", "osnet_x0_75", "osnet_x0_5", "osnet_x0_25", "osnet_ibn_x1_0",
@@ -118,7 +112,8 @@ class ModelConfig:
     backbone: str = setting("resnet50", "Backbone network.", choices=BACKBONES,
                             words=lambda v, c: f"{v} ({phrases.weights(c.model)})")
     backbone_weights: str = setting("imagenet", "imagenet, none, or a weights file (a run's --format=backbone"
-                                    " export, or tools/convert_torchreid.py's conversion of a PyTorch checkpoint).")
+                                    " export, or tools/convert_torchreid.py's conversion of a PyTorch checkpoint),"
+                                    " or the prefix of a TF1 checkpoint of slim's resnet_v2_50 (the original's).")
     backbone_init: str = setting("keras", "The initialisers of a backbone trained from scratch: keras (Keras'"
                                  " defaults), or torchreid (Kaiming normal, fan-out, as torchreid and torchvision"
                                  " initialise OSNet and ResNet); OSNet and resnet50_torch only.",
@@ -257,7 +252,12 @@ class TrainConfig:
     eval_before_training: bool = setting(False, "Validate once before the first step.", resumable=True)
     projector: bool = setting(False, "At the end, write the validation embeddings for TensorBoard's Embedding"
                               " Projector (OUTPUT_DIR/tensorboard/projector).", resumable=True)
-    log_every: int = setting(100, "Steps between console lines and summaries.", lower=1, resumable=True)
+    log_every: int = setting(100, "Steps between console lines, summaries and train_log.jsonl's lines.", lower=1,
+                             resumable=True)
+    replay_batches: str = setting(
+        "", "A .npz of batches to train on instead of the dataset: images [steps, P*K, H, W, 3] float32 pixels"
+        " 0-255 and pids [steps, P*K]; batch i is the step i after the one the run starts from, with no"
+        " augmentation or crop. A replayed run reads no dataset: no validation, no export.", resumable=True)
     init_checkpoint: str = setting("", "Warm start: model weights from another run's folder or checkpoint.",
                                    resumable=True, words=lambda v, c: f"train after {phrases.source_name(v)}" if v
                                    else "")
@@ -335,6 +335,12 @@ class RunConfig:
                       for k, v in d.get(name, {}).items() if k in known}
             kwargs[name] = section(**values)
         return cls(**kwargs)
+
+    @classmethod
+    def from_flag_lines(cls, lines: list[str]) -> RunConfig:
+        """The config that flag lines set (settings.flagfile_lines' output, then overrides; the last wins)."""
+        return cls(**{name: section(**from_flag_lines(SETTINGS[name], lines))
+                      for name, (section, _, _) in SECTIONS.items()})
 
 
 def config_json(config: RunConfig) -> str:

@@ -122,7 +122,7 @@ def open_export(path: str, threads: int | None = None) -> Exported:
         if suffix == ".tflite":
             run, fmt = convert.tflite_embed_fn(path, threads), "tflite"
         elif tracker:
-            from reid_tf.tracker_export import tracker_onnx_run
+            from reid_tf.runtimes import tracker_onnx_run
 
             run, fmt = tracker_onnx_run(path, threads), "tracker"
         else:
@@ -133,7 +133,7 @@ def open_export(path: str, threads: int | None = None) -> Exported:
     def embed(images):
         images = np.asarray(images, np.float32)
         if tracker:  # the tracker's input: ImageNet-standardised, NCHW for ONNX, NHWC for LiteRT
-            from reid_tf.tracker_export import standardised
+            from reid_tf.runtimes import standardised
 
             images = standardised(images) if suffix == ".onnx" else standardised(images).transpose(0, 2, 3, 1)
         return np.asarray(run(images), np.float32)

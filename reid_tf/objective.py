@@ -12,7 +12,7 @@ import tensorflow as tf
 from reid_tf import config as config_lib
 from reid_tf import optim
 from reid_tf.losses import batch_hard_triplet_loss, batch_stats, center_loss, identity_accuracy, identity_loss
-from reid_tf.model import build_id_classifier
+from reid_tf.model import build_id_classifier, embeddings_of
 
 
 @dataclasses.dataclass
@@ -84,12 +84,13 @@ def total_loss(
 def make_train_step(
     model: keras.Model, optimizer: keras.optimizers.Optimizer, strategy: tf.distribute.Strategy,
     loss_cfg: config_lib.LossConfig, jit_compile: bool, head: IdentityHead | None = None,
-    weight_decay: float = 0.0,
+    weight_decay: float = 0.0, keep_embeddings: bool = False,
 ):
     """A tf.function running one step on the next global batch of a distributed iterator.
 
     Returns (total loss, statistics); the total is the triplet loss alone unless the ID loss,
-    the center loss or weight decay are on.
+    the center loss or weight decay are on. The statistics hold the learning rate the step used,
+    and with `keep_embeddings` the global batch's train-mode embeddings (a replay's trace).
     """
     head = head or IdentityHead()
     variables = model.trainable_variables + head.trainable_variables()
@@ -116,6 +117,9 @@ def make_train_step(
         grads = [tf.zeros(v.shape, tf.float32) if g is None else g
                  for g, v in zip(tape.gradient(scaled, variables), variables)]
         grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads)
+        stats["learning_rate"] = tf.identity(optimizer.learning_rate)  # read before the update moves the step
+        if keep_embeddings:
+            stats["embeddings"] = gather(embeddings_of(outputs))
         # A NaN step spoils the weights in memory only: the loop stops before any save.
         optimizer.apply_gradients(zip(grads, variables))
         if head.centers is not None:

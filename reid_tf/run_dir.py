@@ -31,6 +31,8 @@ EXPORT = "export"
 NOTE = "note.txt"  # the run's --note: not configuration, so it may change on resume
 STARTED = "started.txt"  # when the run first started (ISO 8601, UTC)
 STOPPED = "stopped.txt"  # why the last start stopped early (a NaN loss); gone on the next start
+TRAIN_LOG = "train_log.jsonl"  # a row every --log_every steps: the step's loss, learning rate, global step
+REPLAY_TRACE = "replay_trace.npz"  # a replayed run's train-mode embeddings of every step
 FIRST_STEP = "first_step.json"  # the losses of step 1: how far the initial model is from trained
 TEMPORARY = ".tmp-"  # marks a file or folder being written; never a run's own, removed on start
 
@@ -183,8 +185,8 @@ def read_validations(path: str) -> list[dict]:
     return _parse_lines(path, text, "skipped")
 
 
-def repair_validations(path: str, resume_step: int) -> list[dict]:
-    """Make validation.jsonl whole again on start, and return its rows.
+def repair_rows(path: str, resume_step: int) -> list[dict]:
+    """Make a run's .jsonl (validation.jsonl, train_log.jsonl) whole again on start; returns its rows.
 
     Unreadable lines (a kill mid-write by an older writer, a hand edit) are cut, each named in
     one line; so are rows the resumed run will write again: those after `resume_step` (the
@@ -203,7 +205,7 @@ def repair_validations(path: str, resume_step: int) -> list[dict]:
     return kept
 
 
-def append_validation(path: str, row: dict) -> None:
+def append_row(path: str, row: dict) -> None:
     """Add one row. The file is rewritten whole, so a kill mid-append leaves the old file intact
     on every storage (object stores cannot append in place)."""
     write_atomic(path, (read_text(path) or "") + json.dumps(row) + "\n")

@@ -13,7 +13,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from reid_tf import exported, gallery, versions
+from reid_tf import export_common, exported, gallery, versions
 from reid_tf import model as model_lib
 from reid_tf.images import checked_image_bytes, load_eval_image
 from reid_tf.signatures import request_limit
@@ -73,10 +73,8 @@ class SearchModule(tf.Module):
 def export_search(model, config, index_dir: str, export_dir: str, version: int, step: int, k: int = 10,
                   overwrite: bool = False, max_images: int = 256, max_pixels: int = 4096 * 4096) -> str:
     """Write DIR/<version>/, the search SavedModel over the index `index_dir`."""
-    from reid_tf import export_lib
-
     dim = model_lib.embeddings_of(model.output).shape[-1]
-    metadata = export_lib.export_metadata(config, step, dim, max_images, max_pixels)
+    metadata = export_common.export_metadata(config, step, dim, max_images, max_pixels)
     try:
         index = gallery.load(index_dir, exported.identity_of(metadata))
     except gallery.GalleryError as e:
@@ -84,7 +82,7 @@ def export_search(model, config, index_dir: str, export_dir: str, version: int, 
     metadata.update(format="search", k=int(min(k, index.meta["count"])), gallery_size=int(index.meta["count"]),
                     index=os.path.abspath(index_dir), outputs="indices (rows of the index), paths, distances"
                     " (Euclidean), nearest first")
-    clone = export_lib.copy_in(model, config)
+    clone = export_common.copy_in(model, config)
 
     def write(folder):
         staged = os.path.join(os.path.dirname(folder), "config-asset")

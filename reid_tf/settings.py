@@ -143,3 +143,22 @@ def from_flag_lines(settings: list[Declared], lines: list[str]) -> dict[str, Any
         else:
             out[name] = s.type(text)
     return out
+
+
+def flagfile_lines(path: str) -> list[str]:
+    """The flag lines of a flagfile, its `--flagfile=` includes expanded in place (paths as absl
+    reads them, from the working folder), comments and blank lines left out."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise ConfigError(f"--flagfile={path}: cannot be read ({e.strerror})") from None
+    lines = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("--flagfile="):
+            lines += flagfile_lines(line.partition("=")[2])
+        elif line.startswith("-"):
+            lines.append(line)
+    return lines
+

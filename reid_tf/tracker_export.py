@@ -23,19 +23,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from reid_tf import convert, exported, versions
+from reid_tf import convert, export_common, exported, versions
+from reid_tf.runtimes import IMAGENET_MEAN, IMAGENET_STD, standardised, tracker_onnx_run  # noqa: F401
 from reid_tf.versions import ExportError
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 ONNX_OPSET = 17  # boxmot pins onnxruntime 1.24 (opsets up to 23); TensorRT 8.6+ takes 17
-
-
-def standardised(pixels: np.ndarray) -> np.ndarray:
-    """RGB pixels [N, H, W, 3] in [0, 255] as boxmot feeds a model: NCHW, /255, ImageNet mean/std."""
-    unit = np.asarray(pixels, np.float32) / 255.0
-    return ((unit - np.array(IMAGENET_MEAN, np.float32)) / np.array(IMAGENET_STD, np.float32)).transpose(0, 3, 1, 2)
-
 
 def adapter(mode: str) -> tuple[np.ndarray, np.ndarray, bool]:
     """(scale, offset, reversed) so that `offset + scale * x[..., ::-1 if reversed]` is what the
@@ -126,9 +118,7 @@ def export_tracker(model, config, export_dir: str, version: int, step: int, quan
             checks[name] = _checked(convert.tflite_embed_fn(files[name]), nhwc, reference, quantize, name)
     except convert.ConversionError as e:
         raise ExportError(str(e)) from None
-    from reid_tf import export_lib
-
-    meta = export_lib.export_metadata(config, step, reference.shape[-1])
+    meta = export_common.export_metadata(config, step, reference.shape[-1])
     meta.update(format="tracker", quantize=quantize, files=sorted(files), verification=checks,
                 input="images: float32 NCHW [batch, 3, H, W], RGB / 255, ImageNet mean and std")
     for key in ("max_images_per_request", "max_image_pixels"):
@@ -147,19 +137,6 @@ def export_tracker(model, config, export_dir: str, version: int, step: int, quan
             f.write(json.dumps(meta, indent=2, sort_keys=True))
 
     return versions.write_version(export_dir, version, overwrite, write), checks
-
-
-def tracker_onnx_run(model: str | bytes, threads: int | None = None):
-    """A tracker ONNX (NCHW input) in ONNX Runtime: a function of its input batch."""
-    try:
-        import onnxruntime
-    except ImportError:
-        raise convert.ConversionError("running a .onnx model needs onnxruntime: pip install -e '.[onnx]'") from None
-    options = onnxruntime.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-    session = onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-    return lambda x: session.run(None, {"images": np.asarray(x, np.float32)})[0]
 
 
 def _checked(run, feed: np.ndarray, reference: np.ndarray, quantize: str, what: str) -> dict:

@@ -4,6 +4,7 @@ the controls, and the verdicts (verdicts.json), each by the one rule stated firs
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 
@@ -57,8 +58,28 @@ def _made_on(summary: dict) -> str:
     return (summary.get("cpu") or "a CPU not recorded") + (f" with {' and '.join(versions)}" if versions else "")
 
 
+def pace_lines(summaries: dict, floors: list[dict]) -> list[str]:
+    """What the set's training steps cost at the train step's measured pace, per CPU kind (ResNet-50
+    at 64x32, benchmarks/train_step.py --floor): the budget of a re-run."""
+    images = sum((flag(s, "max_steps", int) - (s.get("first_step") or {}).get("step", 1) + 1)
+                 * flag(s, "return_id_num", int) * flag(s, "image_num_every_id", int)
+                 for seeds in summaries.values() for s in seeds.values())
+    runs = sum(len(seeds) for seeds in summaries.values())
+    out = []
+    for floor in floors:
+        rates = [x for row in floor["rows"] if (row["size"], row["precision"]) == ("64x32", "float32")
+                 for x in row["reid_tf"]]
+        if rates:
+            rate = sum(rates) / len(rates)
+            out.append(f"The {runs} runs above train on {images:,} images in all; at the train step's measured"
+                       f" pace on the {floor['cpu']} kind ({rate:.1f} images/s for ResNet-50 at 64x32,"
+                       f" `docs/benchmarks/train_step_floor_{floor['cpu']}.json`), that is"
+                       f" {images / rate / 3600:.1f} hours of training steps, before validation and the stand-in.")
+    return out or ["(The train step's pace is not measured yet: benchmarks/train_step.py --floor.)"]
+
+
 def tables(summaries: dict, verdicts: list[dict], standin: dict | None = None,
-           diagnosis: dict | None = None) -> str:
+           diagnosis: dict | None = None, floors: list[dict] | None = None) -> str:
     """Every table of the doc, in markdown."""
     out = ["## The rule", "", RULE + ".", "", "## The table", "",
            "Each run's figures at its last step, mean ± standard deviation over its seeds: mAP (the original's"
@@ -137,6 +158,7 @@ def tables(summaries: dict, verdicts: list[dict], standin: dict | None = None,
         if seeds:
             s = next(iter(seeds.values()))
             out.append(f"| `{run.name}` | " + " | ".join(budget(s)) + " |")
+    out += ["", *pace_lines(summaries, floors or [])]
     out += ["", "## The seeds", "", "Each run's mAP at its last step, seed by seed:", "",
             "| run | step | " + " | ".join(f"seed {s}" for s in range(5)) + " |", "|---|---|" + "---|" * 5]
     for run in RUNS:
@@ -266,7 +288,9 @@ def write(folder: str, output: str, template: str) -> list[dict]:
 
     plots.comparison_panels(panels(summaries, verdicts), panels_path, PANELS_TITLE)
     standin, diagnosis = (_read(os.path.join(folder, name)) for name in ("standin.json", "standin_sizes.json"))
-    text = template.format(command=COMMAND, tables=tables(summaries, verdicts, standin, diagnosis),
+    paces = os.path.join(folder, os.pardir, "benchmarks", "train_step_floor_*.json")  # docs/benchmarks
+    floors = [_read(p) for p in sorted(glob.glob(paces))]
+    text = template.format(command=COMMAND, tables=tables(summaries, verdicts, standin, diagnosis, floors),
                            panels=os.path.relpath(panels_path, os.path.dirname(output)))
     with open(output, "w", encoding="utf-8") as f:
         f.write(text)

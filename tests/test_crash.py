@@ -145,7 +145,7 @@ def test_readers_skip_unreadable_lines_and_name_them(tmp_path, caplog):
     assert [r["step"] for r in run_dir.read_validations(str(path))] == [1, 3]
     named = [r.getMessage() for r in caplog.records]
     assert [m.split(": ")[0] for m in named] == [f"{path}:2", f"{path}:3", f"{path}:5"]
-    assert run_dir.repair_validations(str(path), resume_step=2) == [{"step": 1, "mAP": 0.5}]
+    assert run_dir.repair_rows(str(path), resume_step=2) == [{"step": 1, "mAP": 0.5}]
     assert path.read_text() == '{"step": 1, "mAP": 0.5}\n'
 
 

@@ -95,9 +95,10 @@ def test_each_log_row_runs_what_the_original_ran_that_day(parse, name):
     c = parse(f"--flagfile=flags/{name}")
     (fc1, fc2), augment, backbone_bn, head_bn, valid, rerank, trainable, decay = ORIGINAL[name]
     d, m, o, t, s = c.data, c.model, c.optimizer, c.train, c.scoring
-    # What every row shares: slim's ResNet-50 v2 fed [0, 1], the centre crop at training and at
-    # evaluation, no fc bias, Adam epsilon 1e-8, staircase decay, the original's split and protocol.
-    assert (m.backbone, m.pixel_range, d.crop, m.embedding_bias) == ("resnet50v2", "unit", "center_1.25w", False)
+    # What every row shares: slim's ResNet-50 v2 (its layout: resnet50v2_slim) fed [0, 1], the centre
+    # crop at training and at evaluation, no fc bias, Adam epsilon 1e-8, staircase decay, the
+    # original's split and protocol.
+    assert (m.backbone, m.pixel_range, d.crop, m.embedding_bias) == ("resnet50v2_slim", "unit", "center_1.25w", False)
     assert (o.adam_epsilon, o.staircase, o.decay_steps, o.initial_learning_rate in (1e-4, 1e-6)) == (
         1e-8, True, 10000, True)
     assert (d.valid_split, d.train_eval_ids, s.protocol, t.allow_tf32) == ("original", 200, "original", False)

@@ -34,6 +34,8 @@ def console_lines(proc):
     (["-m", "reid_tf.export"], ["Export:", "--format=saved_model", "--export_dir  (required)"]),
     (["tools/eval.py"], ["What to score:", "Scoring:", "Outputs:", "--k1=20", "--model"]),
     (["tools/report.py"], ["Report:", "--baseline"]),
+    (["tools/import_original.py"], ["Import:", "--checkpoint  (required)", "Model:", "--backbone=resnet50"]),
+    (["tools/replay_original.py"], ["Replay:", "--record  (required)", "--init", "Optimiser:"]),
 ])
 def test_help_lists_the_projects_flags_and_nothing_else(tool, expected):
     flags = ["--help", "--helpshort"] if tool == ["tools/report.py"] else ["--help"]

@@ -220,7 +220,7 @@ def test_a_cpu_only_console_has_no_cuda_error_line(market_dir, tmp_path):
 def test_the_pace_leaves_out_the_first_step_and_what_lies_between_steps():
     """The ETA counts the step alone: the first call (tracing) is dropped, each report starts a new
     window, and the summary's images/s is over every timed step."""
-    from reid_tf.train_lib import _Pace
+    from reid_tf.step_log import Pace as _Pace
 
     pace = _Pace(batch=10, max_steps=12)
     pace.add(30.0)  # the first step: tracing, not the pace

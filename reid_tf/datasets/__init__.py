@@ -7,14 +7,18 @@ A dataset is one module that registers its loader (`registry.register`) and one 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from absl import logging
 
-from reid_tf.config import DataConfig
 from reid_tf.datasets import csv_list, generated, market, msmt17  # noqa: F401 - each registers its layouts
 from reid_tf.datasets.generated import ensure_synthetic, synthetic_cache_dir
 from reid_tf.datasets.records import DatasetError, Record, drop_unreadable, offset, relabel
 from reid_tf.datasets.registry import REGISTRY, DatasetSpec
 from reid_tf.datasets.splits import SPLITS, cameras_for_unknown, split_validation, subset_ids
+
+if TYPE_CHECKING:  # the settings are read, never built, here: no import of config at run time
+    from reid_tf.config import DataConfig
 
 __all__ = ["REGISTRY", "DatasetError", "DatasetSpec", "Record", "dataset_entries", "ensure_synthetic",
            "load_dataset", "load_test_split", "load_training_records", "load_training_sets", "split_records",
@@ -34,10 +38,9 @@ def dataset_entries(cfg: DataConfig) -> list[tuple[str, str]]:
     return list(zip(names, folders))
 
 
-def load_dataset(name: str, folder: str, cfg: DataConfig | None = None) -> dict[str, list[Record]]:
+def load_dataset(name: str, folder: str, cfg: DataConfig) -> dict[str, list[Record]]:
     """Train, query and gallery records of one registered dataset (`cfg`: its options, e.g. CUHK03-NP's
-    label set; default: the defaults)."""
-    cfg = cfg or DataConfig(dataset=name, data_dir=folder)
+    label set)."""
     spec = REGISTRY.get(name)
     if spec is None:
         raise DatasetError(f"--dataset={name}: one of {', '.join(REGISTRY)}")

@@ -9,7 +9,7 @@ from typing import NamedTuple
 from absl import logging
 from PIL import Image
 
-from reid_tf.config import DISTRACTOR_PID, JUNK_PID, MAX_IMAGE_PIXELS  # noqa: F401 - named here too
+from reid_tf.constants import DISTRACTOR_PID, JUNK_PID, MAX_IMAGE_PIXELS  # noqa: F401 - named here too
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
