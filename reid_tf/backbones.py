@@ -36,6 +36,7 @@ class Spec:
     build: Callable[..., keras.Model]  # (input_shape, imagenet, name, init) -> model
     preprocessing: str
     imagenet: bool = True  # Keras ships ImageNet weights
+    layout: Callable[[keras.layers.Layer], keras.layers.Layer] | None = None  # another layout of the same weights
 
 
 def _keras(constructor, named: bool = True):
@@ -51,30 +52,16 @@ def _keras(constructor, named: bool = True):
     return build
 
 
-def _slim_layout(constructor):
-    """A ResNet v2 laid out as TF-slim's `resnet_v2` (the 2017 original's): pool1 pools SAME (on even
-    sizes it pads only the bottom and right, and never with zeros) where Keras zero-pads by 1 and
-    pools VALID, and every batch norm's epsilon is slim's 1e-5 (Keras: 1.001e-5). The weights are
-    the same variables, so Keras' ImageNet weights and a Keras ResNet v2 file load into it."""
-    keras_build = _keras(constructor)
-
-    def build(shape, imagenet, name, init="keras"):
-        model = keras_build(shape, imagenet, name)
-
-        def clone(layer):
-            if layer.name == "pool1_pad":
-                return keras.layers.Identity(name=layer.name)
-            config = layer.get_config()
-            if layer.name == "pool1_pool":
-                config["padding"] = "same"
-            if isinstance(layer, keras.layers.BatchNormalization):
-                config["epsilon"] = 1e-5
-            return type(layer).from_config(config)
-
-        slim = keras.models.clone_model(model, clone_function=clone)
-        slim.set_weights(model.get_weights())
-        return slim
-    return build
+def _slim_layout(layer: keras.layers.Layer) -> keras.layers.Layer:
+    """A ResNet v2 layer as TF-slim's `resnet_v2` (the 2017 original's) has it: pool1 pools SAME (on
+    even sizes it pads only the bottom and right, and never with zeros) where Keras zero-pads by 1
+    and pools VALID, and every batch norm's epsilon is slim's 1e-5 (Keras: 1.001e-5). The weights
+    are the same variables, so Keras' ImageNet weights and a Keras ResNet v2 file load into it."""
+    if layer.name == "pool1_pad":
+        return keras.layers.Identity(name=layer.name)
+    changes = {"padding": "same"} if layer.name == "pool1_pool" else {
+        "epsilon": 1e-5} if isinstance(layer, keras.layers.BatchNormalization) else {}
+    return type(layer).from_config({**layer.get_config(), **changes}) if changes else layer
 
 
 _apps = keras.applications
@@ -83,7 +70,7 @@ REGISTRY: dict[str, Spec] = {
     "resnet101": Spec(_keras(_apps.ResNet101), "caffe"),
     "resnet152": Spec(_keras(_apps.ResNet152), "caffe"),
     "resnet50v2": Spec(_keras(_apps.ResNet50V2), "tf"),
-    "resnet50v2_slim": Spec(_slim_layout(_apps.ResNet50V2), "tf"),
+    "resnet50v2_slim": Spec(_keras(_apps.ResNet50V2), "tf", layout=_slim_layout),
     "resnet101v2": Spec(_keras(_apps.ResNet101V2), "tf"),
     "resnet152v2": Spec(_keras(_apps.ResNet152V2), "tf"),
     "mobilenet_v3_small": Spec(_keras(_apps.MobileNetV3Small), "none"),
@@ -115,11 +102,13 @@ PREPROCESSING_TEXT = {
 }
 
 
-def rebuilt_backbone(model: keras.Model, last_stride: int = 2, batch_norm: str = "train") -> keras.Model:
+def rebuilt_backbone(model: keras.Model, last_stride: int = 2, batch_norm: str = "train",
+                     layout: Callable[[keras.layers.Layer], keras.layers.Layer] | None = None) -> keras.Model:
     """A copy of a network whose BatchNormalization layers use the fused kernel (in mode
     `batch_norm`), and whose last downsampling (the stride-2 layers whose output is the final
     map) has stride `last_stride` (BoT's "last stride 1": a feature map twice as tall and wide;
-    the weights are the same, since only strides change)."""
+    the weights are the same, since only strides change). `layout` edits each layer of another layout
+    of the same weights (slim's ResNet v2) in the same copy."""
     final = tuple(model.output.shape[1:3])
     last = [layer for layer in model.layers if tuple(getattr(layer, "strides", (1, 1))) == (2, 2)
             and tuple(layer.output.shape[1:3]) == final]
@@ -136,6 +125,7 @@ def rebuilt_backbone(model: keras.Model, last_stride: int = 2, batch_norm: str =
         raise refused
 
     def clone(layer):
+        layer = layout(layer) if layout else layer
         fused = type(layer) in (keras.layers.BatchNormalization, FusedBatchNormalization)
         cls = FusedBatchNormalization if fused else type(layer)
         config = {**layer.get_config(), **({"mode": batch_norm} if fused else {})}
@@ -145,7 +135,7 @@ def rebuilt_backbone(model: keras.Model, last_stride: int = 2, batch_norm: str =
             config["padding"] = ((pads[layer.name],) * 2,) * 2
         return cls.from_config(config)
 
-    if last_stride == 2 and not any(type(layer) is keras.layers.BatchNormalization or (
+    if last_stride == 2 and layout is None and not any(type(layer) is keras.layers.BatchNormalization or (
             isinstance(layer, FusedBatchNormalization) and layer.mode != batch_norm) for layer in model.layers):
         return model  # built on the fused kernel in this mode (OSNet, torchvision's ResNet): no copy
     rebuilt = keras.models.clone_model(model, clone_function=clone)
@@ -210,7 +200,7 @@ def build_backbone(name: str, weights: str, input_shape: tuple[int, int, int],
         ) from None
     if weights not in ("imagenet", "none"):
         load_backbone_weights(backbone, weights, name, input_shape)
-    return rebuilt_backbone(backbone, last_stride, batch_norm)
+    return rebuilt_backbone(backbone, last_stride, batch_norm, spec.layout)
 
 
 # A backbone weights file written by `save_backbone_weights` says what it holds (HDF5 attributes).

@@ -47,7 +47,7 @@ def _import(prefix: str, config: config_lib.RunConfig, output_dir: str, flags_te
         raise OriginalRunError("the 2017 checkpoint has no identity classifier or centres: import it with"
                                " --id_loss_weight=0 --center_loss_weight=0")
     config.validate()
-    state = train_lib.build_state(config, tf.distribute.get_strategy(), num_classes=1)
+    state = train_lib.build_state(config, tf.distribute.get_strategy(), num_classes=1, restoring=True)
     try:
         read = slim_checkpoint.load_training_state(state.model, backbone_of(state.model), state.optimizer,
                                                    state.step, prefix)
@@ -90,6 +90,10 @@ class Record:
             f"--max_steps={start + len(self.arrays['loss'])}", "--backbone_weights=none", "--log_every=1",
             "--checkpoint_every=1000000", "--keep_checkpoints=2"]
 
+    def recipe_name(self) -> str:
+        """A name for the record's initial weights, shared by the records of one recipe."""
+        return "_".join(self.meta["init_recipe"].split()[1:]).replace("--", "")
+
     def write_init(self, prefix: str) -> str:
         """The initial weights as a TF1 checkpoint: written by make_original_init.py beside the record
         from its recipe, else the harness's own (its work folder's init/, above the record's out/)."""
@@ -103,6 +107,8 @@ class Record:
                 return made
             raise OriginalRunError(f"neither {script} (it writes the record's weights) nor {made} is there:"
                                    " give the initial weights with --init=PREFIX")
+        if slim_checkpoint.is_checkpoint(prefix):  # written for another record of this recipe
+            return prefix
         spec = importlib.util.spec_from_file_location("make_original_init", script)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
@@ -140,7 +146,7 @@ def replay_record(record_path: str, output: str, work_dir: str, overrides: list[
     config = config_lib.RunConfig.from_flag_lines(lines)
     init_model = None
     if init or state != "F":
-        prefix = init or record.write_init(os.path.join(work_dir, "init", os.path.basename(record_path)[:-4]))
+        prefix = init or record.write_init(os.path.join(work_dir, "init", record.recipe_name()))
         init_model = _import(prefix, config, run, None)[1]
     else:
         run_dir.prepare(run, config, None)
@@ -169,7 +175,10 @@ def _replay(record: Record, config: config_lib.RunConfig, run: str, output: str,
     rows = run_dir.read_validations(os.path.join(run, run_dir.TRAIN_LOG))
     with np.load(os.path.join(run, run_dir.REPLAY_TRACE)) as trace:
         train_embeddings = trace["train_embeddings"]
-    probe_final, gallery_final = _eval(run, record)
+    if init_model is not None:  # the imported model, at the run's final weights: no second build
+        final = tf.train.Checkpoint(model=init_model).read(export_lib.checkpoint_path(run))
+        final.expect_partial().assert_existing_objects_matched()
+    probe_final, gallery_final = _eval(run, record, init_model)
     out = {"loss": np.array([r["loss"] for r in rows], np.float32),
            "lr": np.array([r["learning_rate"] for r in rows], np.float32),
            "global_step": np.array([r["global_step"] for r in rows], np.int64),

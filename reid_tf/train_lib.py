@@ -90,11 +90,13 @@ class TrainingState:
                                    **self.head.trackables())
 
 
-def build_state(config: config_lib.RunConfig, strategy: tf.distribute.Strategy, num_classes: int) -> TrainingState:
-    """The run's model, identity head and built optimiser at step 0, in the strategy's scope."""
+def build_state(config: config_lib.RunConfig, strategy: tf.distribute.Strategy, num_classes: int,
+                restoring: bool = False) -> TrainingState:
+    """The run's model, identity head and built optimiser at step 0, in the strategy's scope;
+    `restoring`: a checkpoint will overwrite the weights, so no backbone weights are read."""
     t = config.train
     with strategy.scope():
-        model = model_lib.build_run_model(config)
+        model = model_lib.build_run_model(config, backbone_weights="none" if restoring else None)
         features = model.output["features"] if isinstance(model.output, dict) else model.output
         head = objective.build_identity_head(config.loss, num_classes, features.shape[-1], t.seed)
         optimizer = optim.build_optimizer(config.optimizer, t.mixed_precision)
@@ -162,7 +164,8 @@ def _train(config: config_lib.RunConfig, output_dir: str, strategy: tf.distribut
     keras.utils.set_random_seed(t.seed)  # weights, dropout: a run is repeatable from its seed
     run_checkpoints = os.path.join(output_dir, run_dir.CHECKPOINTS)
     splits, batches, num_classes = _source(config)
-    state = build_state(config, strategy, num_classes)
+    restoring = run_dir.has_checkpoint(output_dir) or bool(t.init_checkpoint)  # either overwrites the weights
+    state = build_state(config, strategy, num_classes, restoring)
     checkpoint_dir = distribute.CheckpointDir(run_checkpoints, role)
     manager = tf.train.CheckpointManager(state.checkpoint(), checkpoint_dir.path, max_to_keep=t.keep_checkpoints)
     latest = _restore(state, t, run_checkpoints)

@@ -11,9 +11,9 @@ from reid_tf import synthetic
 
 # The longest files first (measured with --durations): pytest-xdist hands out whole files in the
 # order collected, and a long one handed out last would run alone at the end.
-LONGEST_FIRST = ("test_backbones.py", "test_synthetic.py", "test_new_user.py", "test_distributed.py",
-                 "test_cluster.py", "test_flagfiles.py", "test_torch_zoo.py", "test_tracker_gallery.py",
-                 "test_report.py", "test_train.py", "test_original.py")
+LONGEST_FIRST = ("test_original_replay.py", "test_backbones.py", "test_synthetic.py", "test_new_user.py",
+                 "test_distributed.py", "test_cluster.py", "test_flagfiles.py", "test_torch_zoo.py",
+                 "test_tracker_gallery.py", "test_report.py", "test_train.py", "test_original.py")
 
 
 def pytest_collection_modifyitems(items):
