@@ -16,10 +16,11 @@ import keras
 
 from reid_tf import osnet, resnet_torch, slim_checkpoint
 from reid_tf.config import BACKBONES
+from reid_tf.errors import ReidError
 from reid_tf.fused_bn import FusedBatchNormalization
 
 
-class BackboneError(RuntimeError):
+class BackboneError(ReidError, RuntimeError):
     """A backbone that cannot be built as asked; the message is one line naming it."""
 
 

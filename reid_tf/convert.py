@@ -16,6 +16,7 @@ from absl import logging
 
 from reid_tf import console
 from reid_tf.config import QUANTIZATIONS
+from reid_tf.errors import ReidError
 from reid_tf.model import embeddings_of
 
 FILE_NAMES = {"tflite": "model.tflite", "onnx": "model.onnx"}
@@ -24,7 +25,7 @@ FLOAT_TOLERANCE = 1e-4  # largest |converted - Keras| / largest |Keras| of a flo
 QUANTIZED_MIN_COSINE = 0.9  # a quantised model's embeddings point the same way, or it is broken
 
 
-class ConversionError(RuntimeError):
+class ConversionError(ReidError, RuntimeError):
     """A conversion that failed or gives other embeddings than the model; one line says which."""
 
 

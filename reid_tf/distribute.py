@@ -25,9 +25,10 @@ from collections.abc import Callable
 import tensorflow as tf
 
 from reid_tf.config import CLUSTERS
+from reid_tf.errors import ReidError
 
 
-class DistributionError(RuntimeError):
+class DistributionError(ReidError, RuntimeError):
     """Workers that cannot train together; the message says which and why."""
 
 

@@ -13,9 +13,10 @@ import numpy as np
 from reid_tf import config as config_lib
 from reid_tf import datasets, evaluate, exported, metrics, plots, projector, rerank
 from reid_tf import model as model_lib
+from reid_tf.errors import ReidError
 
 
-class EvalError(ValueError):
+class EvalError(ReidError, ValueError):
     """What cannot be scored as asked; the message is one line that says what to give instead."""
 
 

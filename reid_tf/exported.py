@@ -17,11 +17,13 @@ from collections.abc import Callable
 import numpy as np
 import tensorflow as tf
 
+from reid_tf.errors import ReidError
+
 METADATA = "reid_config.json"  # beside every export's model (in assets/ for a SavedModel)
 RUN_EXPORTS = "export"  # a training run's own exports: RUN/export/<step>/
 
 
-class ExportedModelError(RuntimeError):
+class ExportedModelError(ReidError, RuntimeError):
     """An export that cannot be found or opened; the message names the path and what to do."""
 
 

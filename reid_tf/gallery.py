@@ -21,13 +21,14 @@ import numpy as np
 
 from reid_tf.datasets.market import parse_market_name
 from reid_tf.datasets.records import IMAGE_EXTENSIONS, Record, drop_unreadable
+from reid_tf.errors import ReidError
 
 INDEX_FILE = "index.json"
 CHUNK = 1024  # embeddings a chunk file holds
 _FRAME = re.compile(r"_c\d+s\d+_(\d+)|_f(\d+)")  # Market-1501's c1s1_000451, Duke's f0046985
 
 
-class GalleryError(ValueError):
+class GalleryError(ReidError, ValueError):
     """An index or a folder that cannot be used; one line naming it and what to do."""
 
 

@@ -17,6 +17,7 @@ import tensorflow as tf
 from reid_tf import config as config_lib
 from reid_tf import export_lib, run_dir, slim_checkpoint, train_lib
 from reid_tf.backbones import backbone_of
+from reid_tf.errors import ReidError
 from reid_tf.resume import TrainingError
 from reid_tf.settings import flagfile_lines
 
@@ -28,7 +29,7 @@ RECORD_KEYS = ("loss", "lr", "global_step", "train_embeddings", "eval_probe_init
                "eval_probe_final", "eval_gallery_final")
 
 
-class OriginalRunError(ValueError):
+class OriginalRunError(ReidError, ValueError):
     """A checkpoint or record that cannot become a run; the message is one line naming it."""
 
 

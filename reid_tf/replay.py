@@ -9,8 +9,10 @@ import zipfile
 import numpy as np
 import tensorflow as tf
 
+from reid_tf.errors import ReidError
 
-class ReplayError(ValueError):
+
+class ReplayError(ReidError, ValueError):
     """A batches file that cannot be replayed; the message is one line naming the file."""
 
 

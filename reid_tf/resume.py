@@ -9,8 +9,10 @@ import signal
 
 import tensorflow as tf
 
+from reid_tf.errors import ReidError
 
-class TrainingError(RuntimeError):
+
+class TrainingError(ReidError, RuntimeError):
     """A run that cannot go on; the message is one line saying why and what to do."""
 
 

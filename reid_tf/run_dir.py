@@ -20,6 +20,7 @@ import tensorflow as tf
 from absl import logging
 
 from reid_tf import config as config_lib
+from reid_tf.errors import ReidError
 
 CONFIG = "config.json"
 FLAGS_FILE = "flags.cfg"
@@ -37,7 +38,7 @@ FIRST_STEP = "first_step.json"  # the losses of step 1: how far the initial mode
 TEMPORARY = ".tmp-"  # marks a file or folder being written; never a run's own, removed on start
 
 
-class RunDirError(RuntimeError):
+class RunDirError(ReidError, RuntimeError):
     """A run folder that cannot be used as asked; the message says why and what to do."""
 
 

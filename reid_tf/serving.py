@@ -14,11 +14,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from reid_tf.errors import ReidError
+
 BYTES_INPUT = "image_bytes"
 OUTPUT = "embeddings"
 
 
-class ServingError(RuntimeError):
+class ServingError(ReidError, RuntimeError):
     """A failed call to TF Serving; the message says what the server or the network said."""
 
 

@@ -10,8 +10,10 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
+from reid_tf.errors import ReidError
 
-class ConfigError(ValueError):
+
+class ConfigError(ReidError, ValueError):
     """A setting, or a combination of settings, that cannot be run; one line naming the flag."""
 
 

@@ -10,6 +10,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from reid_tf.errors import ReidError
+
 SLIM_SCOPE = "resnet_v2_50"
 # The 2017 head's variables, by the Keras layer and weight that hold them (reid_tf.model's names).
 HEAD = {("fc1", "kernel"): "fc1_add/kernel", ("fc2", "kernel"): "fc2_add/kernel",
@@ -19,7 +21,7 @@ _UNIT_PARTS = {"preact_bn": "preact", "0_conv": "shortcut", "1_conv": "conv1", "
 _SLIM_WEIGHT = {"kernel": "weights", "bias": "biases"}
 
 
-class SlimCheckpointError(ValueError):
+class SlimCheckpointError(ReidError, ValueError):
     """A TF1 checkpoint that does not fit the model; the message is one line naming the variable."""
 
 

@@ -11,12 +11,14 @@ import re
 
 import numpy as np
 
+from reid_tf.errors import ReidError
+
 PREFIXES = ("module.", "base.", "backbone.")  # DataParallel, BoT, fast-reid
 HEAD_PREFIXES = ("classifier.", "bottleneck.", "heads.")  # training-only heads
 FC = "fc."  # torchreid's 512-d fc (Linear, BatchNorm1d): the --head=fc512 head
 
 
-class ZooError(ValueError):
+class ZooError(ReidError, ValueError):
     """A checkpoint that cannot become these weights; one line naming it and what to do."""
 
 

@@ -269,15 +269,14 @@ def main(config: config_lib.RunConfig, output_dir: str, flags_text: str, note: s
     (an error, a lost worker, or the validation mAP before and after)."""
     import sys
 
-    from reid_tf.datasets import DatasetError
+    from reid_tf.errors import ReidError
 
     strategy = None
     try:
         resolver = distribute.cluster_resolver(cluster, cluster_port, kubernetes_job)
         strategy = distribute.choose_strategy(resolver, heartbeat_timeout)
         summary = run(config, output_dir, flags_text, strategy, note=note)
-    except (TrainingError, DatasetError, model_lib.backbones.BackboneError, export_lib.ExportError,
-            run_dir.RunDirError, distribute.DistributionError) as e:
+    except ReidError as e:
         sys.exit(f"error: {e}")
     except tf.errors.OpError as e:  # under several workers: one of them was lost
         line = group.lost_worker_line(e, strategy)

@@ -10,9 +10,10 @@ from collections.abc import Callable
 import tensorflow as tf
 
 from reid_tf import run_dir as run_dir_lib
+from reid_tf.errors import ReidError
 
 
-class ExportError(RuntimeError):
+class ExportError(ReidError, RuntimeError):
     """An export that cannot be done; the message names the folder and what to do."""
 
 

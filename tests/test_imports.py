@@ -93,3 +93,18 @@ def test_the_check_finds_a_circle_closed_inside_a_function():
     graph = import_graph()
     graph["reid_tf.constants"].add("reid_tf.config")  # config imports constants: a circle
     assert any({"reid_tf.config", "reid_tf.constants"} <= set(c) for c in cycles(graph))
+
+
+def test_every_error_of_the_package_has_the_one_base():
+    import importlib
+    import inspect
+
+    from reid_tf.errors import ReidError
+
+    errors = []
+    for module in _modules():
+        for _, cls in inspect.getmembers(importlib.import_module(module), inspect.isclass):
+            if issubclass(cls, Exception) and cls.__module__ == module:
+                errors.append(cls)
+    assert len(errors) >= 18
+    assert [cls.__name__ for cls in errors if not issubclass(cls, ReidError)] == []

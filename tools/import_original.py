@@ -30,13 +30,13 @@ def main(argv):
         sys.exit(f"error: unexpected arguments {' '.join(argv[1:])}")
     console.quiet(timestamps=False)
     from reid_tf import original_run
-    from reid_tf.settings import ConfigError
+    from reid_tf.errors import ReidError
 
     flags_text = reid_flags.flags_file([s.name for s in config.ALL_SETTINGS] + ["output_dir"])
     try:
         read = original_run.import_checkpoint(FLAGS.checkpoint, reid_flags.config_from_flags(), FLAGS.output_dir,
                                               flags_text)
-    except (original_run.OriginalRunError, ConfigError) as e:
+    except ReidError as e:
         sys.exit(f"error: {e}")
     print(f"imported {read['variables']} variables and {read['adam_slots']} pairs of Adam moments at global step"
           f" {read['global_step']}: {read['checkpoint']}")

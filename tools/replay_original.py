@@ -35,14 +35,14 @@ def main(argv):
         sys.exit(f"error: unexpected arguments {' '.join(argv[1:])}")
     console.quiet(timestamps=False)
     from reid_tf import original_run
-    from reid_tf.settings import ConfigError
+    from reid_tf.errors import ReidError
 
     overrides = [FLAGS[name].serialize() for name in SETTINGS if FLAGS[name].present]
     try:
         with tempfile.TemporaryDirectory() as temporary:
             out = original_run.replay_record(FLAGS.record, FLAGS.output, FLAGS.work_dir or temporary, overrides,
                                              FLAGS.init or None, FLAGS.flags_dir)
-    except (original_run.OriginalRunError, ConfigError) as e:
+    except ReidError as e:
         sys.exit(f"error: {e}")
     print(f"replayed {len(out['loss'])} steps (global steps {out['global_step'][0]} to {out['global_step'][-1]}),"
           f" loss {out['loss'][0]:.6g} -> {out['loss'][-1]:.6g}: {FLAGS.output}")

@@ -10,11 +10,12 @@ from absl import logging
 from PIL import Image
 
 from reid_tf.constants import DISTRACTOR_PID, JUNK_PID, MAX_IMAGE_PIXELS  # noqa: F401 - named here too
+from reid_tf.errors import ReidError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
 
-class DatasetError(ValueError):
+class DatasetError(ReidError, ValueError):
     """Bad dataset input; the message is one line naming the file or folder and what to do."""
 
 

@@ -9,10 +9,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from reid_tf.errors import ReidError
+
 BLOCK_ELEMENTS = 1 << 24  # query x gallery distances of one block (64 MiB of float32)
 
 
-class MetricsError(ValueError):
+class MetricsError(ReidError, ValueError):
     """Inputs that cannot be scored; the message says which and why."""
 
 
