@@ -13,6 +13,7 @@ from absl import app, flags
 
 from reid_tf import config, console
 from reid_tf import flags as reid_flags
+from reid_tf.errors import ReidError
 
 FLAGS = flags.FLAGS
 
@@ -65,7 +66,7 @@ def main(argv: list[str]) -> None:
             max_images=FLAGS.max_images_per_request, max_pixels=FLAGS.max_image_pixels, fmt=FLAGS.format,
             quantize=FLAGS.quantize, data_dir=FLAGS.data_dir, calibration_images=FLAGS.calibration_images,
             precision=FLAGS.precision, index=FLAGS.index, k=FLAGS.k)
-    except export_lib.ExportError as e:
+    except ReidError as e:
         sys.exit(f"error: {e}")
     line = export_lib.describe(path)
     if line:

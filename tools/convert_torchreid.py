@@ -16,6 +16,7 @@ from absl import app, flags
 
 from reid_tf import config, console
 from reid_tf import flags as reid_flags
+from reid_tf.errors import ReidError
 
 reid_flags.group("Conversion")
 flags.DEFINE_enum("backbone", None, [n for n in config.BACKBONES if n.startswith(config.TORCH_LAYOUT)],
@@ -33,12 +34,12 @@ def main(argv):
     if len(argv) != 2:
         sys.exit("usage: python tools/convert_torchreid.py CHECKPOINT --backbone=NAME --output=FILE.weights.h5")
     console.quiet(timestamps=False)
-    from reid_tf import torch_convert, torch_zoo
+    from reid_tf import torch_convert
 
     try:
         for line in torch_convert.convert(argv[1], FLAGS.backbone, FLAGS.output, FLAGS.head, FLAGS.head_output):
             print(line)
-    except torch_zoo.ZooError as e:
+    except ReidError as e:
         sys.exit(f"error: {e}")
 
 

@@ -14,6 +14,7 @@ from absl import app, flags, logging
 
 from reid_tf import console
 from reid_tf import flags as reid_flags
+from reid_tf.errors import ReidError
 
 reid_flags.group("What to score")
 flags.DEFINE_string("model", None, "An exported model: a SavedModel version folder, a .tflite or an .onnx"
@@ -55,7 +56,7 @@ def main(argv):
         eval_lib.run(FLAGS.model or FLAGS.saved_model, FLAGS.features, reid_flags.config_section("scoring"),
                      outputs, FLAGS.dataset, FLAGS.data_dir, FLAGS.cuhk03_labels, FLAGS.rerank, FLAGS.flip,
                      FLAGS.batch_size)
-    except eval_lib.EvalError as e:
+    except ReidError as e:
         sys.exit(f"error: {e}")
 
 

@@ -14,6 +14,7 @@ from absl import app, flags
 
 from reid_tf import console
 from reid_tf import flags as reid_flags
+from reid_tf.errors import ReidError
 
 reid_flags.group("Index")
 flags.DEFINE_string("model", None, "An export (or a training run's folder: its latest export). For search:"
@@ -55,7 +56,7 @@ def main(argv):
             gallery_queries.search_images(FLAGS.index, FLAGS.query, FLAGS.model, FLAGS.k, FLAGS.other_cameras,
                                           FLAGS.time_window, FLAGS.rerank, FLAGS.engine, FLAGS.batch_size,
                                           FLAGS.plot_dir, FLAGS.output_json)
-    except (gallery.GalleryError, exported.ExportedModelError) as e:
+    except ReidError as e:
         sys.exit(f"error: {e}")
 
 

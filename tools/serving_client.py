@@ -11,6 +11,7 @@ from absl import app, flags
 
 from reid_tf import console, serving
 from reid_tf import flags as reid_flags
+from reid_tf.errors import ReidError
 
 reid_flags.group("TF Serving client")
 flags.DEFINE_list("images", None, "Image files to embed (or, with --search, to look for).", required=True)
@@ -40,7 +41,7 @@ def main(argv):
     if FLAGS.search:
         try:
             found = serving.search_rest(images, FLAGS.host, FLAGS.port or 8501, FLAGS.model_name, FLAGS.timeout)
-        except serving.ServingError as e:
+        except ReidError as e:
             sys.exit(f"error: {e}")
         for q, path in enumerate(FLAGS.images):
             print(path)
@@ -52,7 +53,7 @@ def main(argv):
     try:
         embeddings = call(images, FLAGS.host, port, FLAGS.model_name, FLAGS.signature_name,
                           FLAGS.timeout)
-    except serving.ServingError as e:
+    except ReidError as e:
         sys.exit(f"error: {e}")
     if FLAGS.distance:
         if len(embeddings) < 2:
