@@ -7,9 +7,10 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from reid_tf import constants
 from reid_tf.images import frame, resize
 
-IMAGENET_MEAN = (123.675, 116.28, 103.53)  # RGB, [0, 255]: BoT's random-erasing fill
+IMAGENET_MEAN = tuple(255 * m for m in constants.IMAGENET_MEAN)  # RGB, [0, 255]: BoT's random-erasing fill
 BOT_PADDING = 10  # BoT pads 10 px at 256x128; scaled with the input height
 CROP_MARGIN = 1.125  # "crop image": resize 12.5% larger, then crop back (TriNet: 288x144 -> 256x128)
 

@@ -16,11 +16,11 @@ from absl import logging
 
 from reid_tf import console
 from reid_tf.config import QUANTIZATIONS
+from reid_tf.constants import ONNX_OPSET
 from reid_tf.errors import ReidError
 from reid_tf.model import embeddings_of
 
 FILE_NAMES = {"tflite": "model.tflite", "onnx": "model.onnx"}
-ONNX_OPSET = 17  # taken by TensorRT 8.6+ and ONNX Runtime 1.14+
 FLOAT_TOLERANCE = 1e-4  # largest |converted - Keras| / largest |Keras| of a float conversion
 QUANTIZED_MIN_COSINE = 0.9  # a quantised model's embeddings point the same way, or it is broken
 

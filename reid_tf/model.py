@@ -11,6 +11,7 @@ import tensorflow as tf
 from reid_tf import backbones
 from reid_tf.backbones import backbone_of, build_backbone  # noqa: F401 - public here too (reid_tf.model.build_backbone)
 from reid_tf.config import ModelConfig, RunConfig
+from reid_tf.constants import CAFFE_MEAN_BGR, IMAGENET_MEAN, IMAGENET_STD
 from reid_tf.fused_bn import ModedBatchNormalization
 
 
@@ -26,11 +27,11 @@ class PixelPreprocessing(keras.layers.Layer):
     def call(self, x):
         x = tf.cast(x, self.compute_dtype)
         if self.mode == "caffe":  # keras.applications.resnet50: RGB->BGR, ImageNet mean removed
-            mean = tf.constant([103.939, 116.779, 123.68], self.compute_dtype)
+            mean = tf.constant(CAFFE_MEAN_BGR, self.compute_dtype)
             return x[..., ::-1] - mean
         if self.mode == "torch":  # DenseNet, OSNet (torchreid): [0, 1], ImageNet mean and std
-            mean = tf.constant([0.485, 0.456, 0.406], self.compute_dtype)
-            std = tf.constant([0.229, 0.224, 0.225], self.compute_dtype)
+            mean = tf.constant(IMAGENET_MEAN, self.compute_dtype)
+            std = tf.constant(IMAGENET_STD, self.compute_dtype)
             return (x / 255.0 - mean) / std
         if self.mode == "unit":
             return x / 255.0

@@ -6,9 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from reid_tf import convert
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from reid_tf.constants import IMAGENET_MEAN, IMAGENET_STD
 
 
 def standardised(pixels: np.ndarray) -> np.ndarray:

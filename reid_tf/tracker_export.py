@@ -24,10 +24,10 @@ import numpy as np
 import tensorflow as tf
 
 from reid_tf import convert, export_common, exported, versions
-from reid_tf.runtimes import IMAGENET_MEAN, IMAGENET_STD, standardised, tracker_onnx_run  # noqa: F401
+from reid_tf.constants import CAFFE_MEAN_BGR, IMAGENET_MEAN, IMAGENET_STD, ONNX_OPSET
+from reid_tf.runtimes import standardised, tracker_onnx_run  # noqa: F401 - public here too
 from reid_tf.versions import ExportError
 
-ONNX_OPSET = 17  # boxmot pins onnxruntime 1.24 (opsets up to 23); TensorRT 8.6+ takes 17
 
 def adapter(mode: str) -> tuple[np.ndarray, np.ndarray, bool]:
     """(scale, offset, reversed) so that `offset + scale * x[..., ::-1 if reversed]` is what the
@@ -41,7 +41,7 @@ def adapter(mode: str) -> tuple[np.ndarray, np.ndarray, bool]:
     if mode == "unit":
         return std, mean, False
     if mode == "caffe":  # BGR pixels less the BGR mean
-        return 255 * std[::-1], 255 * mean[::-1] - np.array([103.939, 116.779, 123.68]), True
+        return 255 * std[::-1], 255 * mean[::-1] - np.array(CAFFE_MEAN_BGR), True
     return 255 * std, 255 * mean, False  # "none": the network takes pixels and normalises inside itself
 
 
