@@ -137,7 +137,7 @@ def test_two_workers_train_like_one_process_and_only_the_chief_writes(market_dir
     assert "on 2 replica(s) of 2 worker(s), batch 8" in results[0][1]
     # No lock, no temporaries.
     assert sorted(os.listdir(out)) == ["checkpoints", "config.json", "export", "first_step.json", "flags.cfg",
-                                       "started.txt", "tensorboard", "validation.jsonl"]
+                                       "started.txt", "tensorboard", "train_log.jsonl", "validation.jsonl"]
     assert checkpoint_steps(str(out)) == [2, 4]
     assert [r["step"] for r in run_dir.read_validations(str(out / "validation.jsonl"))] == [2, 4]
     assert os.path.exists(out / "export" / "4" / "saved_model.pb")
