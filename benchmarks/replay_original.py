@@ -27,6 +27,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from reid_tf import console, original_run  # noqa: E402
+from reid_tf.errors import ReidError  # noqa: E402
 
 SHARED = os.path.join(os.path.dirname(REPO), "shared", "oracles", "original_training")
 # (state, flag flipped, what the log flagfile has): each quirk flag acting in that state.
@@ -43,7 +44,7 @@ FLIPS = [
     ("A", "--margin=0.3", "soft"),
     ("A", "--mining=batch_hardest", "batch_hard"),
     ("A", "--embedding_bias", "no bias"),
-    ("A", "--head_init=glorot_uniform", "truncated_normal"),
+    ("A", "--head_init=keras_default", "truncated_normal"),
 ]
 
 
@@ -66,20 +67,22 @@ def free_running(records: list[str], scratch: str) -> dict:
     return rows
 
 
-def flips(scratch: str) -> list[dict]:
+def flips(scratch: str, only: str = "") -> list[dict]:
     rows = []
     for state, flag, original in FLIPS:
+        if only and only not in flag:
+            continue
         record = os.path.join(SHARED, f"original_train_{state}_seed0.npz")
         try:
             figures = replay(record, tempfile.mkdtemp(dir=scratch), [flag])
-        except original_run.OriginalRunError as e:
+        except ReidError as e:  # refused in one line: the flip cannot even start
             figures = {"refused": str(e)}
         rows.append({"state": state, "flag": flag, "original": original, **figures})
         print(state, flag, json.dumps(figures), flush=True)
     return rows
 
 
-def teacher_forcing(root: str, scratch: str) -> list[dict]:
+def teacher_forcing(root: str, scratch: str, steps: tuple[int, ...] = ()) -> list[dict]:
     rows = []
     for record in sorted(glob.glob(os.path.join(root, "out", "original_train_[A-E]_seed*.npz"))):
         name = os.path.basename(record)[:-4]
@@ -88,7 +91,7 @@ def teacher_forcing(root: str, scratch: str) -> list[dict]:
         with np.load(record) as arrays:
             losses = arrays["loss"]
         for t in sorted(int(n[5:-6]) for n in os.listdir(every) if n.endswith(".index")):
-            if 0 < t < len(losses) - 1:
+            if 0 < t < len(losses) - 1 and (not steps or t in steps):
                 out = original_run.replay_record(record, os.path.join(scratch, f"{name}_{t}.npz"),
                                                  tempfile.mkdtemp(dir=scratch), [f"--max_steps={t + 2}"],
                                                  os.path.join(every, f"ckpt-{t}"), os.path.join(REPO, "flags"))
@@ -105,18 +108,30 @@ def main() -> None:
     parser.add_argument("--extra", default="", help="a folder of records made with other settings")
     parser.add_argument("--parts", default="free,flips,teacher,extra")
     parser.add_argument("--output_json", default="")
+    parser.add_argument("--update", action="store_true", help="keep the parts of --output_json not run now")
+    parser.add_argument("--flip", default="", help="only the flips whose flag contains this")
+    parser.add_argument("--teacher_steps", default="", help="only these t (comma-separated)")
     args = parser.parse_args()
     console.quiet()
     parts = args.parts.split(",")
     given = [name for name in ("root", "extra") if getattr(args, name)]  # folders of this machine: named, not kept
     result = {"cpu": common.cpu_kind(), "parts": parts, "folders_given": given}
+    if args.update and os.path.exists(args.output_json):
+        with open(args.output_json, encoding="utf-8") as f:
+            old = json.load(f)
+        result = {**old, "cpu": result["cpu"], "parts": sorted(set(old.get("parts", [])) | set(parts)),
+                  "folders_given": sorted(set(old.get("folders_given", [])) | set(given))}
     with tempfile.TemporaryDirectory() as scratch:
         if "free" in parts:
             result["records"] = free_running(glob.glob(os.path.join(args.records, "original_train_*.npz")), scratch)
         if "flips" in parts:
-            result["flips"] = flips(scratch)
+            done = [r for r in result.get("flips", []) if args.flip and args.flip not in r["flag"]]
+            new = flips(scratch, args.flip)
+            result["flips"] = sorted(done + new, key=lambda r: [f[1] for f in FLIPS].index(r["flag"])
+                                     if r["flag"] in [f[1] for f in FLIPS] else len(FLIPS))
         if "teacher" in parts and args.root:
-            result["teacher_forcing"] = teacher_forcing(args.root, scratch)
+            steps = tuple(int(t) for t in args.teacher_steps.split(",") if t)
+            result["teacher_forcing"] = teacher_forcing(args.root, scratch, steps)
             c = sorted(glob.glob(os.path.join(args.root, "C", "seed0", "check_point", "*.index")))[-1][:-6]
             result["f_from_original_c"] = replay(os.path.join(args.root, "out", "original_train_F_seed0.npz"),
                                                  os.path.join(scratch, "f_from_c"), init=c)

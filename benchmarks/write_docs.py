@@ -300,7 +300,7 @@ def original_teacher() -> str:
     run = _load("original_replay.json")
     if not run or "teacher_forcing" not in run:
         return _missing("python benchmarks/replay_original.py --root=WORK --output_json=...")
-    rows = [[r["record"].split("_")[2], r["record"].split("_")[3], r["t"], f"{r['loss_t']:.1e}",
+    rows = [[r["record"].split("_")[2], r["record"].split("_")[3][4:], r["t"], f"{r['loss_t']:.1e}",
              f"{r['loss_t1']:.1e}"] for r in run["teacher_forcing"]]
     f = run["f_from_original_c"]
     return (_table(["state", "seed", "t", "loss(t)", "loss(t + 1)"], rows) + "\nF continued from the original's own"
