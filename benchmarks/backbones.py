@@ -131,9 +131,9 @@ def train_map(name: str, last_stride: int, steps: int, runs: str) -> dict:
 
 def smoke(runs: str) -> None:
     """Every --backbone name: two steps of the quickstart recipe, then its SavedModel export."""
-    from reid_tf.config import BACKBONES
+    from reid_tf.backbones import REGISTRY
 
-    for name in BACKBONES:
+    for name in REGISTRY.names():
         out = os.path.join(runs, "smoke", name)
         start = time.time()
         proc = quickstart(name, out, "--max_steps=2", "--eval_every=2", "--checkpoint_every=2",

@@ -36,7 +36,7 @@ def main():
     with tempfile.TemporaryDirectory() as root:
         synthetic.make_synthetic_market(root, num_ids=200, num_cameras=6, images_per_camera=3, seed=0)
         records = datasets.records.relabel(datasets.market.load_market1501(root)["train"])
-        rates = {a: pipeline_images_per_second(records, args.batches, a) for a in data.AUGMENTATIONS}
+        rates = {a: pipeline_images_per_second(records, args.batches, a) for a in data.AUGMENTATIONS.names()}
     for augment, rate in rates.items():
         print(f"input pipeline, {augment:8} augmentation: {rate:8.1f} images/s (224x112, P=20 x K=4)")
     if args.with_step:

@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from reid_tf import constants
 from reid_tf.images import frame, resize
+from reid_tf.registry import Registry
 
 IMAGENET_MEAN = tuple(255 * m for m in constants.IMAGENET_MEAN)  # RGB, [0, 255]: BoT's random-erasing fill
 BOT_PADDING = 10  # BoT pads 10 px at 256x128; scaled with the input height
@@ -136,29 +137,48 @@ def original_augment(image: tf.Tensor, height: int, width: int, ops: tf.Tensor, 
     return tf.ensure_shape(_legacy_resize(image, height, width), [height, width, 3])
 
 
+AUGMENTATIONS: Registry = Registry("augmentation", "--augment")
+
+
 def augment_image(image: tf.Tensor, height: int, width: int, augment: str, seed: tf.Tensor,
                   crop: str = "none", ops: tf.Tensor | None = None) -> tf.Tensor:
     """Train-time transform of decoded pixels to (height, width) at an augmentation level, after
     the framing `crop`; the original's levels apply the batch slot's `ops` (`original_slot_ops`)."""
-    if augment == "none":
-        return frame(image, height, width, crop)
-    if crop != "none":
-        image = frame(image, height, width, crop)
-    if augment in ORIGINAL_AUGMENTATIONS:
-        return original_augment(frame(image, height, width) if crop == "none" else image,
-                                height, width, ops, augment, seed)
-    seeds = tf.random.experimental.stateless_split(seed, 8)
-    image = tf.image.stateless_random_flip_left_right(image, seed=seeds[0])
-    if augment == "bot":  # BoT: resize, flip, pad 10 with zeros, random crop, erase p=0.5
-        pad = max(1, round(BOT_PADDING * height / 256))
-        image = tf.pad(resize(image, height, width), [[pad, pad], [pad, pad], [0, 0]])
-        image = tf.image.stateless_random_crop(image, [height, width, 3], seed=seeds[1])
-        return random_erasing(image, seeds[6], fill=IMAGENET_MEAN)
-    big_h, big_w = round(height * CROP_MARGIN), round(width * CROP_MARGIN)
-    image = tf.image.stateless_random_crop(resize(image, big_h, big_w), [height, width, 3], seed=seeds[1])
-    if augment == "enhanced":
-        image = _color_jitter(image, seeds[2])
-        image = random_erasing(image, seeds[6])
-    return image
+    return AUGMENTATIONS.lookup(augment)(image, height, width, seed, crop, ops)
 
 
+@AUGMENTATIONS.register("none")
+def _framed(image, height, width, seed, crop, ops):
+    return frame(image, height, width, crop)
+
+
+def _original(augment: str):
+    def run(image, height, width, seed, crop, ops):
+        return original_augment(frame(image, height, width, crop), height, width, ops, augment, seed)
+    return run
+
+
+def _modern(augment: str):
+    def run(image, height, width, seed, crop, ops):
+        if crop != "none":
+            image = frame(image, height, width, crop)
+        seeds = tf.random.experimental.stateless_split(seed, 8)
+        image = tf.image.stateless_random_flip_left_right(image, seed=seeds[0])
+        if augment == "bot":  # BoT: resize, flip, pad 10 with zeros, random crop, erase p=0.5
+            pad = max(1, round(BOT_PADDING * height / 256))
+            image = tf.pad(resize(image, height, width), [[pad, pad], [pad, pad], [0, 0]])
+            image = tf.image.stateless_random_crop(image, [height, width, 3], seed=seeds[1])
+            return random_erasing(image, seeds[6], fill=IMAGENET_MEAN)
+        big_h, big_w = round(height * CROP_MARGIN), round(width * CROP_MARGIN)
+        image = tf.image.stateless_random_crop(resize(image, big_h, big_w), [height, width, 3], seed=seeds[1])
+        if augment == "enhanced":
+            image = _color_jitter(image, seeds[2])
+            image = random_erasing(image, seeds[6])
+        return image
+    return run
+
+
+for _name in ("basic", "enhanced", "bot"):
+    AUGMENTATIONS.register(_name, _modern(_name))
+for _name in ORIGINAL_AUGMENTATIONS:
+    AUGMENTATIONS.register(_name, _original(_name))

@@ -15,9 +15,9 @@ from collections.abc import Callable
 import keras
 
 from reid_tf import osnet, resnet_torch, slim_checkpoint
-from reid_tf.config import BACKBONES
 from reid_tf.errors import ReidError
 from reid_tf.fused_bn import FusedBatchNormalization
+from reid_tf.registry import Registry
 
 
 class BackboneError(ReidError, RuntimeError):
@@ -38,6 +38,7 @@ class Spec:
     preprocessing: str
     imagenet: bool = True  # Keras ships ImageNet weights
     layout: Callable[[keras.layers.Layer], keras.layers.Layer] | None = None  # another layout of the same weights
+    torch_names: bool = False  # its variables are named as torchreid's / torchvision's state_dict (--backbone_init)
 
 
 def _keras(constructor, named: bool = True):
@@ -66,32 +67,31 @@ def _slim_layout(layer: keras.layers.Layer) -> keras.layers.Layer:
 
 
 _apps = keras.applications
-REGISTRY: dict[str, Spec] = {
-    "resnet50": Spec(_keras(_apps.ResNet50), "caffe"),
-    "resnet101": Spec(_keras(_apps.ResNet101), "caffe"),
-    "resnet152": Spec(_keras(_apps.ResNet152), "caffe"),
-    "resnet50v2": Spec(_keras(_apps.ResNet50V2), "tf"),
-    "resnet50v2_slim": Spec(_keras(_apps.ResNet50V2), "tf", layout=_slim_layout),
-    "resnet101v2": Spec(_keras(_apps.ResNet101V2), "tf"),
-    "resnet152v2": Spec(_keras(_apps.ResNet152V2), "tf"),
-    "mobilenet_v3_small": Spec(_keras(_apps.MobileNetV3Small), "none"),
-    "mobilenet_v3_large": Spec(_keras(_apps.MobileNetV3Large), "none"),
-    "efficientnetv2_b0": Spec(_keras(_apps.EfficientNetV2B0, named=False), "none"),
-    "efficientnetv2_b1": Spec(_keras(_apps.EfficientNetV2B1, named=False), "none"),
-    "efficientnetv2_b2": Spec(_keras(_apps.EfficientNetV2B2, named=False), "none"),
-    "efficientnetv2_b3": Spec(_keras(_apps.EfficientNetV2B3, named=False), "none"),
-    "efficientnetv2_s": Spec(_keras(_apps.EfficientNetV2S, named=False), "none"),
-    "convnext_tiny": Spec(_keras(_apps.ConvNeXtTiny), "none"),
-    "convnext_small": Spec(_keras(_apps.ConvNeXtSmall), "none"),
-    "densenet121": Spec(_keras(_apps.DenseNet121), "torch"),
-    **{name: Spec(lambda shape, _, name, init="keras": osnet.osnet(name, shape, init), "torch", imagenet=False)
-       for name in ("osnet_x1_0", "osnet_x0_75", "osnet_x0_5", "osnet_x0_25", "osnet_ibn_x1_0", "osnet_ain_x1_0",
-                    "osnet_ain_x0_75", "osnet_ain_x0_5", "osnet_ain_x0_25")},
-    "resnet50_torch": Spec(lambda shape, _, name, init="keras": resnet_torch.resnet50_torch(shape, init, name),
-                           "torch", imagenet=False),
-    "small": Spec(lambda shape, _, name, init="keras": small_backbone(shape), "tf", imagenet=False),
-}
-assert tuple(REGISTRY) == BACKBONES, "config.BACKBONES lists the registry's names, in order"
+REGISTRY: Registry[Spec] = Registry("backbone", "--backbone", BackboneError)
+for _name, _constructor, _mode in (
+        ("resnet50", _apps.ResNet50, "caffe"), ("resnet101", _apps.ResNet101, "caffe"),
+        ("resnet152", _apps.ResNet152, "caffe"), ("resnet50v2", _apps.ResNet50V2, "tf")):
+    REGISTRY.register(_name, Spec(_keras(_constructor), _mode))
+REGISTRY.register("resnet50v2_slim", Spec(_keras(_apps.ResNet50V2), "tf", layout=_slim_layout))
+for _name, _constructor, _mode, _named in (
+        ("resnet101v2", _apps.ResNet101V2, "tf", True), ("resnet152v2", _apps.ResNet152V2, "tf", True),
+        ("mobilenet_v3_small", _apps.MobileNetV3Small, "none", True),
+        ("mobilenet_v3_large", _apps.MobileNetV3Large, "none", True),
+        ("efficientnetv2_b0", _apps.EfficientNetV2B0, "none", False),
+        ("efficientnetv2_b1", _apps.EfficientNetV2B1, "none", False),
+        ("efficientnetv2_b2", _apps.EfficientNetV2B2, "none", False),
+        ("efficientnetv2_b3", _apps.EfficientNetV2B3, "none", False),
+        ("efficientnetv2_s", _apps.EfficientNetV2S, "none", False),
+        ("convnext_tiny", _apps.ConvNeXtTiny, "none", True), ("convnext_small", _apps.ConvNeXtSmall, "none", True),
+        ("densenet121", _apps.DenseNet121, "torch", True)):
+    REGISTRY.register(_name, Spec(_keras(_constructor, named=_named), _mode))
+for _name in osnet.WIDTHS:
+    REGISTRY.register(_name, Spec(lambda shape, _, name, init="keras": osnet.osnet(name, shape, init), "torch",
+                                  imagenet=False, torch_names=True))
+REGISTRY.register("resnet50_torch", Spec(
+    lambda shape, _, name, init="keras": resnet_torch.resnet50_torch(shape, init, name), "torch", imagenet=False,
+    torch_names=True))
+REGISTRY.register("small", Spec(lambda shape, _, name, init="keras": small_backbone(shape), "tf", imagenet=False))
 # Layouts of one network that hold the same variables: a weights file of one loads into the other.
 SAME_WEIGHTS = {"resnet50v2_slim": "resnet50v2"}
 
@@ -165,6 +165,11 @@ def small_backbone(input_shape: tuple[int, int, int]) -> keras.Model:
     return keras.Model(inputs, x, name="small")
 
 
+def torch_named() -> tuple[str, ...]:
+    """The backbones whose weights torchreid's and torchvision's checkpoints convert into."""
+    return tuple(n for n, spec in REGISTRY.items() if spec.torch_names)
+
+
 def preprocessing(name: str) -> str:
     """The preprocessing mode the backbone expects."""
     return REGISTRY[name].preprocessing
@@ -174,15 +179,13 @@ def build_backbone(name: str, weights: str, input_shape: tuple[int, int, int],
                    last_stride: int = 2, batch_norm: str = "train", init: str = "keras") -> keras.Model:
     """A headless backbone returning its last feature map; weights: imagenet, none or a path;
     `batch_norm`: how its batch norm trains (--backbone_bn); `init`: --backbone_init."""
-    if name not in REGISTRY:
-        raise BackboneError(f"--backbone={name}: one of {', '.join(REGISTRY)}")
+    spec, imagenet = REGISTRY.lookup(name), weights == "imagenet"
     if last_stride not in (1, 2):
         raise BackboneError(f"--last_stride={last_stride}: 1 or 2")
     if last_stride != 2 and name == "small":
         raise BackboneError("--last_stride=1 does not apply to small: use --last_stride=2")
     if min(input_shape[:2]) < 32:
         raise BackboneError(f"input {input_shape[0]}x{input_shape[1]} is too small for {name}: need >= 32 px")
-    spec, imagenet = REGISTRY[name], weights == "imagenet"
     if imagenet and not spec.imagenet:
         raise WeightsUnavailableError(
             f"{name} has no ImageNet weights in Keras: use --backbone_weights=none (from scratch) or a"

@@ -18,20 +18,12 @@ from reid_tf.settings import ConfigError, Declared, check_fields, declared, from
 
 ORIGINAL = "The 2017 original (each off by default)"
 
-BACKBONES = ("resnet50", "resnet101", "resnet152", "resnet50v2", "resnet50v2_slim", "resnet101v2", "resnet152v2",
-             "mobilenet_v3_small", "mobilenet_v3_large", "efficientnetv2_b0", "efficientnetv2_b1",
-             "efficientnetv2_b2", "efficientnetv2_b3", "efficientnetv2_s", "convnext_tiny", "convnext_small",
-             "densenet121", "osnet_x1_0", "osnet_x0_75", "osnet_x0_5", "osnet_x0_25", "osnet_ibn_x1_0",
-             "osnet_ain_x1_0", "osnet_ain_x0_75", "osnet_ain_x0_5", "osnet_ain_x0_25", "resnet50_torch", "small")
-TORCH_LAYOUT = ("osnet", "resnet50_torch")  # backbones named as torchreid's / torchvision's state_dicts
-AUGMENTATIONS = ("none", "basic", "enhanced", "bot", "original_e50be2b", "original_d26b97d")
 HEADS = ("fc1024", "fc", "fc512", "none")
 PROTOCOLS = ("market1501", "official", "original")
 MIXED_PRECISION = ("none", "bfloat16", "float16")
 MININGS = ("batch_hard", "batch_hardest")
 CLUSTERS = ("tf_config", "slurm", "kubernetes")  # where `python -m reid_tf.train --cluster` finds workers
-# What `python -m reid_tf.export --format` writes, and how: options of an export, not of a run.
-EXPORT_FORMATS = ("saved_model", "tflite", "onnx", "backbone", "tracker", "search")
+# How `python -m reid_tf.export` writes (its formats are export_lib.FORMATS): options of an export.
 PRECISIONS = ("float32", "bfloat16", "float16")
 QUANTIZATIONS = ("none", "float16", "dynamic_range", "int8")
 
@@ -63,7 +55,7 @@ class DataConfig:
         " written to do (crop-resize, hue, flip, brightness, each given to fixed batch slots drawn once per"
         " run; p 0.1 and deltas 0.5 before 7.12, p 0.5 and deltas 0.1 from commit d26b97d), which it never"
         " ran: it fed the tf.cond's output, so TF pruned the augmentation (the log flagfiles use none).",
-        choices=AUGMENTATIONS, column="model",
+        choices=phrases.augmentation_names, column="model",
         words=lambda v, c: f"{v} augmentation" if v != "none" else "no augmentation")
     original_ops: tuple[str, ...] = setting(
         ("crop", "hue", "flip", "brightness"), "With --augment=original_*: which of my_preprocess_train's ops"
@@ -109,7 +101,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    backbone: str = setting("resnet50", "Backbone network.", choices=BACKBONES,
+    backbone: str = setting("resnet50", "Backbone network: {choices}.", choices=phrases.backbone_names,
                             words=lambda v, c: f"{v} ({phrases.weights(c.model)})")
     backbone_weights: str = setting("imagenet", "imagenet, none, or a weights file (a run's --format=backbone"
                                     " export, or tools/convert_torchreid.py's conversion of a PyTorch checkpoint),"
@@ -175,7 +167,7 @@ class ModelConfig:
             raise ConfigError("--neck_feat=before needs --neck=bnneck (without a neck there is no after)")
         if self.last_stride != 2 and self.backbone == "small":
             raise ConfigError("--last_stride=1 does not apply to small: use --last_stride=2")
-        if self.backbone_init == "torchreid" and not self.backbone.startswith(TORCH_LAYOUT):
+        if self.backbone_init == "torchreid" and not phrases.torch_named(self.backbone):
             raise ConfigError(f"--backbone_init=torchreid applies to OSNet and resnet50_torch, not {self.backbone}")
         if self.head_weights and self.head != "fc512":
             raise ConfigError("--head_weights is the fc512 head's: use it with --head=fc512")

@@ -13,8 +13,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from reid_tf.augment import ORIGINAL_AUGMENTATIONS, ORIGINAL_OPS, augment_image, original_slot_ops
-from reid_tf.config import AUGMENTATIONS
+from reid_tf.augment import AUGMENTATIONS, ORIGINAL_AUGMENTATIONS, ORIGINAL_OPS, augment_image, original_slot_ops
 from reid_tf.datasets import DatasetError, Record
 from reid_tf.images import decode_image, load_eval_image
 
@@ -84,8 +83,7 @@ def train_dataset(
     replica); the slices of all shards, in shard order, are the single-shard batch exactly,
     augmentation included, since each image's random seed is its global position.
     """
-    if augment not in AUGMENTATIONS:
-        raise ValueError(f"augment must be one of {AUGMENTATIONS}, got {augment!r}")
+    AUGMENTATIONS.lookup(augment)
     share = p * k // num_shards
     batch_size = batch_size or share
     if share * num_shards != p * k or share % batch_size:

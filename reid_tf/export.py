@@ -22,18 +22,15 @@ def define_flags() -> None:
     """This command's flags (once per process)."""
     if "export_dir" in FLAGS:
         return
+    from reid_tf import export_lib  # the format registry (its modules import TensorFlow)
+
     reid_flags.group("Export")
     flags.DEFINE_string("output_dir", None, "The training run folder.", required=True)
     flags.DEFINE_integer("step", None, "Checkpoint step to export (default: the latest).")
     flags.DEFINE_string("export_dir", None, "Base folder; the model goes to DIR/<version>/.", required=True)
     flags.DEFINE_integer("version", None, "Version folder name (default: the step).")
     flags.DEFINE_boolean("overwrite", False, "Replace an existing version.")
-    flags.DEFINE_enum("format", "saved_model", config.EXPORT_FORMATS,
-                      "saved_model: for TF Serving; tflite: LiteRT for devices; onnx: ONNX Runtime, TensorRT,"
-                      " Triton; backbone: the backbone's Keras weights file, to start another run from"
-                      " (--backbone_weights=PATH); tracker: boxmot's ReID ONNX (NCHW, ImageNet-standardised) with"
-                      " its sidecar, a raw-pixel ONNX for DeepStream and a LiteRT file; search: a SavedModel"
-                      " searching --index.")
+    flags.DEFINE_enum("format", "saved_model", export_lib.FORMATS.names(), export_lib.FORMATS.help() + ".")
     flags.DEFINE_enum("quantize", "none", config.QUANTIZATIONS,
                       "With --format=tflite: float16 weights, dynamic_range (int8 weights), or int8"
                       " (full-integer, calibrated on the run's training images).")
@@ -75,5 +72,6 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    console.quiet()  # before the flags: their choices come from registries, whose modules import TensorFlow
     define_flags()
     app.run(main, flags_parser=reid_flags.parse_flags)

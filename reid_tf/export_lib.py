@@ -18,12 +18,13 @@ import tensorflow as tf
 from absl import logging
 from tensorflow.core.protobuf import saved_model_pb2
 
-from reid_tf import backbones, convert, data, datasets, exported, signatures, versions
+from reid_tf import backbones, convert, data, datasets, exported, search_export, signatures, tracker_export, versions
 from reid_tf import config as config_lib
 from reid_tf import model as model_lib
 from reid_tf import run_dir as run_dir_lib
-from reid_tf.config import EXPORT_FORMATS, MAX_IMAGE_PIXELS, MAX_IMAGES_PER_REQUEST
+from reid_tf.config import MAX_IMAGE_PIXELS, MAX_IMAGES_PER_REQUEST
 from reid_tf.export_common import copy_in, export_metadata  # noqa: F401 - public here too
+from reid_tf.registry import Registry
 from reid_tf.versions import ExportError
 
 
@@ -216,6 +217,27 @@ def _signatures(path: str) -> list[str]:
     return sorted(name for name in proto.meta_graphs[0].signature_def if not name.startswith("__"))
 
 
+@dataclasses.dataclass(frozen=True)
+class ExportRequest:
+    """What one `python -m reid_tf.export` asks of its format, besides the model and its config."""
+
+    export_dir: str
+    version: int
+    step: int
+    overwrite: bool = False
+    max_images: int = MAX_IMAGES_PER_REQUEST
+    max_pixels: int = MAX_IMAGE_PIXELS
+    quantize: str = "none"
+    data_dir: str | None = None
+    calibration_images: int = 300
+    precision: str = "float32"
+    index: str | None = None
+    k: int = 10
+
+
+FORMATS: Registry = Registry("export format", "--format", ExportError)
+
+
 def export_run(run_dir: str, export_dir: str, step: int | None = None, version: int | None = None,
                overwrite: bool = False, max_images: int = MAX_IMAGES_PER_REQUEST,
                max_pixels: int = MAX_IMAGE_PIXELS, fmt: str = "saved_model", quantize: str = "none",
@@ -223,40 +245,60 @@ def export_run(run_dir: str, export_dir: str, step: int | None = None, version: 
                index: str | None = None, k: int = 10) -> str:
     """Export a training run's checkpoint; returns the version folder. `index` (a gallery index of
     tools/gallery.py) and `k` are --format=search's."""
+    write = FORMATS.lookup(fmt)
     model, config, step_value = restore_run_model(run_dir, step)
-    version = step_value if version is None else version
-    if fmt not in EXPORT_FORMATS:
-        raise ExportError(f"--format={fmt}: one of {', '.join(EXPORT_FORMATS)}")
-    if fmt == "backbone":
-        if quantize != "none" or precision != "float32":
-            raise ExportError("--format=backbone writes the float32 weights: drop --quantize and --precision")
-        return export_backbone(model, config, export_dir, version, step_value, overwrite)
-    if fmt == "saved_model":
-        if quantize != "none":
-            raise ExportError("--quantize applies to --format=tflite")
-        return export_saved_model(model, config, export_dir, version, step_value, overwrite, max_images,
-                                  max_pixels, precision, built_from_config=True)
-    if fmt == "search":
-        if not index:
-            raise ExportError("--format=search needs --index=FOLDER, an index of this model (tools/gallery.py index)")
-        from reid_tf import search_export
+    request = ExportRequest(export_dir, step_value if version is None else version, step_value, overwrite,
+                            max_images, max_pixels, quantize, data_dir, calibration_images, precision, index, k)
+    return write(model, config, request)
 
-        return search_export.export_search(model, config, index, export_dir, version, step_value, k, overwrite,
-                                           max_images, max_pixels)
-    if precision != "float32":
-        raise ExportError(f"--precision applies to --format=saved_model; use --quantize for {fmt}")
-    try:
-        images = run_images(config, calibration_images if quantize == "int8" else 8, data_dir)
-    except ExportError:
-        if quantize == "int8":
-            raise
-        images = None
-        logging.warning("the run's dataset is not here: the export is checked on noise images")
-    checks = None if images is None else images[:: max(1, len(images) // 8)][:8]
-    if fmt == "tracker":
-        from reid_tf import tracker_export
 
-        return tracker_export.export_tracker(model, config, export_dir, version, step_value, quantize, checks, images,
-                                             overwrite)[0]
-    return export_converted(model, config, export_dir, version, step_value, fmt, quantize, checks, images,
-                            overwrite, built_from_config=True)[0]
+@FORMATS.register("saved_model", help="for TF Serving")
+def _saved_model(model: keras.Model, config: config_lib.RunConfig, r: ExportRequest) -> str:
+    if r.quantize != "none":
+        raise ExportError("--quantize applies to --format=tflite")
+    return export_saved_model(model, config, r.export_dir, r.version, r.step, r.overwrite, r.max_images,
+                              r.max_pixels, r.precision, built_from_config=True)
+
+
+def _converted(fmt: str):
+    def write(model: keras.Model, config: config_lib.RunConfig, r: ExportRequest) -> str:
+        if r.precision != "float32":
+            raise ExportError(f"--precision applies to --format=saved_model; use --quantize for {fmt}")
+        try:
+            images = run_images(config, r.calibration_images if r.quantize == "int8" else 8, r.data_dir)
+        except ExportError:
+            if r.quantize == "int8":
+                raise
+            images = None
+            logging.warning("the run's dataset is not here: the export is checked on noise images")
+        checks = None if images is None else images[:: max(1, len(images) // 8)][:8]
+        if fmt == "tracker":
+            return tracker_export.export_tracker(model, config, r.export_dir, r.version, r.step, r.quantize, checks,
+                                                 images, r.overwrite)[0]
+        return export_converted(model, config, r.export_dir, r.version, r.step, fmt, r.quantize, checks, images,
+                                r.overwrite, built_from_config=True)[0]
+    return write
+
+
+FORMATS.register("tflite", _converted("tflite"), help="LiteRT for devices")
+FORMATS.register("onnx", _converted("onnx"), help="ONNX Runtime, TensorRT, Triton")
+
+
+@FORMATS.register("backbone", help="the backbone's Keras weights file, to start another run from"
+                  " (--backbone_weights=PATH)")
+def _backbone(model: keras.Model, config: config_lib.RunConfig, r: ExportRequest) -> str:
+    if r.quantize != "none" or r.precision != "float32":
+        raise ExportError("--format=backbone writes the float32 weights: drop --quantize and --precision")
+    return export_backbone(model, config, r.export_dir, r.version, r.step, r.overwrite)
+
+
+FORMATS.register("tracker", _converted("tracker"), help="boxmot's ReID ONNX (NCHW, ImageNet-standardised) with"
+                 " its sidecar, a raw-pixel ONNX for DeepStream and a LiteRT file")
+
+
+@FORMATS.register("search", help="a SavedModel searching --index")
+def _search(model: keras.Model, config: config_lib.RunConfig, r: ExportRequest) -> str:
+    if not r.index:
+        raise ExportError("--format=search needs --index=FOLDER, an index of this model (tools/gallery.py index)")
+    return search_export.export_search(model, config, r.index, r.export_dir, r.version, r.step, r.k, r.overwrite,
+                                       r.max_images, r.max_pixels)

@@ -9,7 +9,25 @@ import os
 def dataset_names() -> tuple:
     from reid_tf import datasets  # the registry: each dataset module registers its name
 
-    return tuple(datasets.REGISTRY)
+    return datasets.REGISTRY.names()
+
+
+def backbone_names() -> tuple:
+    from reid_tf import backbones  # the registry: each backbone registered beside its builder
+
+    return backbones.REGISTRY.names()
+
+
+def torch_named(backbone: str) -> bool:
+    from reid_tf import backbones
+
+    return backbone in backbones.torch_named()
+
+
+def augmentation_names() -> tuple:
+    from reid_tf import augment  # the registry: each augmentation registered beside its code
+
+    return augment.AUGMENTATIONS.names()
 
 
 def datasets_ok(value: str) -> bool:

@@ -51,5 +51,6 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    console.quiet()  # before the flags: their choices come from registries, whose modules import TensorFlow
     define_flags()
     app.run(main, flags_parser=reid_flags.parse_flags)

@@ -46,7 +46,7 @@ def test_too_few_identities_names_p():
         data.pk_index_batches([0, 0, 1, 2], 5, 2, seed=0)
 
 
-@pytest.mark.parametrize("augment", data.AUGMENTATIONS)
+@pytest.mark.parametrize("augment", data.AUGMENTATIONS.names())
 def test_train_dataset_batches(market_dir, augment):
     train = datasets.records.relabel(datasets.market.load_market1501(market_dir)["train"])
     ds = data.train_dataset(train, 4, 2, 64, 32, augment=augment, seed=0)

@@ -14,11 +14,16 @@ import torchreid_models  # noqa: E402
 import warm_python
 from helpers import REPO  # noqa: E402
 
+from reid_tf import (  # noqa: E402
+    backbones,  # noqa: E402
+    osnet,
+    torch_convert,
+    torch_zoo,
+)
 from reid_tf import config as C  # noqa: E402
 from reid_tf import model as M  # noqa: E402
-from reid_tf import osnet, torch_convert, torch_zoo  # noqa: E402
 
-ZOO = [n for n in C.BACKBONES if n.startswith(C.TORCH_LAYOUT)]
+ZOO = list(backbones.torch_named())
 SIZE = (256, 128, 3)
 
 

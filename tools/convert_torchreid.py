@@ -14,12 +14,15 @@ import sys
 
 from absl import app, flags
 
-from reid_tf import config, console
-from reid_tf import flags as reid_flags
-from reid_tf.errors import ReidError
+from reid_tf import console
+
+console.quiet()  # before the flags: the backbone registry's module imports TensorFlow
+from reid_tf import backbones  # noqa: E402
+from reid_tf import flags as reid_flags  # noqa: E402
+from reid_tf.errors import ReidError  # noqa: E402
 
 reid_flags.group("Conversion")
-flags.DEFINE_enum("backbone", None, [n for n in config.BACKBONES if n.startswith(config.TORCH_LAYOUT)],
+flags.DEFINE_enum("backbone", None, backbones.torch_named(),
                   "The architecture the checkpoint holds.", required=True)
 flags.DEFINE_string("output", None, "The backbone weights file to write (.weights.h5).", required=True)
 flags.DEFINE_enum("head", "none", ("none", "fc512"), "fc512: also convert torchreid's 512-d fc (Linear +"

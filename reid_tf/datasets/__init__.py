@@ -41,9 +41,7 @@ def dataset_entries(cfg: DataConfig) -> list[tuple[str, str]]:
 def load_dataset(name: str, folder: str, cfg: DataConfig) -> dict[str, list[Record]]:
     """Train, query and gallery records of one registered dataset (`cfg`: its options, e.g. CUHK03-NP's
     label set)."""
-    spec = REGISTRY.get(name)
-    if spec is None:
-        raise DatasetError(f"--dataset={name}: one of {', '.join(REGISTRY)}")
+    spec = REGISTRY.lookup(name)
     if spec.needs_folder and not folder:
         raise DatasetError(f"--dataset={name} needs --data_dir=FOLDER holding {spec.layout}")
     return spec.load(folder, cfg)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from reid_tf.datasets.records import Record
+from reid_tf.datasets.records import DatasetError, Record
+from reid_tf.registry import Registry
 
 Splits = dict[str, list[Record]]  # "train", "query", "gallery"
 
@@ -23,12 +24,12 @@ class DatasetSpec:
     needs_folder: bool = True  # False: generated or given by another flag
 
 
-REGISTRY: dict[str, DatasetSpec] = {}
+REGISTRY: Registry[DatasetSpec] = Registry("dataset", "--dataset", DatasetError)
 
 
 def register(name: str, layout: str, source: str, test_split: bool = True, needs_folder: bool = True):
     """Decorator of a loader: adds the dataset `name` to the registry."""
     def add(load: Callable[[str, object], Splits]) -> Callable[[str, object], Splits]:
-        REGISTRY[name] = DatasetSpec(name, load, layout, source, test_split, needs_folder)
+        REGISTRY.register(name, DatasetSpec(name, load, layout, source, test_split, needs_folder))
         return load
     return add
