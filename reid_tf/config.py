@@ -19,7 +19,7 @@ from reid_tf.settings import ConfigError, Declared, check_fields, declared, from
 ORIGINAL = "The 2017 original (each off by default)"
 
 HEADS = ("fc1024", "fc", "fc512", "none")
-PROTOCOLS = ("market1501", "official", "original")
+PROTOCOLS = ("market1501", "official", "original", "no_cameras")
 MIXED_PRECISION = ("none", "bfloat16", "float16")
 MININGS = ("batch_hard", "batch_hardest")
 CLUSTERS = ("tf_config", "slurm", "kubernetes")  # where `python -m reid_tf.train --cluster` finds workers
@@ -275,7 +275,9 @@ class TrainConfig:
 class ScoringConfig:
     protocol: str = setting(
         "market1501", "market1501 (torchreid, fast-reid); official (Market-1501's compute_AP.m); original"
-        " (the 2017 code's: no camera filtering, mAP over the whole ranking and mAP_at_200).",
+        " (the 2017 code's: no camera filtering, mAP over the whole ranking and mAP_at_200); no_cameras (data"
+        " without camera ids: a query leaves only its own file out of its ranking, Hermans et al.'s"
+        " diagonal; mAP as market1501's).",
         choices=PROTOCOLS, resumable=True, words=lambda v, c: f"{v} protocol" if v != "market1501" else "")
     rerank_impl: str = setting(
         "zhong", "zhong: Zhong et al.'s k-reciprocal re-ranking; original: the 2017 code's per-probe version"

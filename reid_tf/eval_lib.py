@@ -11,13 +11,9 @@ import os
 import numpy as np
 
 from reid_tf import config as config_lib
-from reid_tf import datasets, evaluate, exported, metrics, plots, projector, rerank
+from reid_tf import datasets, eval_pairs, evaluate, exported, metrics, plots, projector, rerank
 from reid_tf import model as model_lib
-from reid_tf.errors import ReidError
-
-
-class EvalError(ReidError, ValueError):
-    """What cannot be scored as asked; the message is one line that says what to give instead."""
+from reid_tf.eval_sets import EvalError, data_config, embed_split, files_of, test_records  # noqa: F401 - public here
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,38 +27,6 @@ class Outputs:
     projector_dir: str | None = None
     actmap_dir: str | None = None
     actmap_queries: int = 8
-
-
-def data_config(model: exported.Exported, dataset: str = "", data_dir: str = "",
-                cuhk03_labels: str | None = None) -> config_lib.DataConfig:
-    """The dataset to score: `dataset`/`data_dir`, else the one the export was trained on."""
-    trained = model.metadata.get("config", {}).get("data", {})
-    cfg = config_lib.RunConfig.from_dict({"data": trained}).data
-    labels = cuhk03_labels or cfg.cuhk03_labels
-    if dataset:
-        return dataclasses.replace(cfg, dataset=dataset, data_dir=data_dir, cuhk03_labels=labels)
-    if not trained:
-        raise EvalError(f"{model.path} does not record its dataset: give --dataset and --data_dir")
-    first = cfg.dataset.split(",")[0]  # a run of several datasets: its first
-    cfg = dataclasses.replace(cfg, dataset=first, data_dir=data_dir or cfg.data_dir.split(",")[0],
-                              cuhk03_labels=labels)
-    where = cfg.data_dir or datasets.synthetic_cache_dir(cfg.synthetic_ids)
-    print(f"scoring on the test split of --dataset={cfg.dataset} in {where}, the model's own dataset"
-          " (--dataset/--data_dir choose another)")
-    return cfg
-
-
-def embed_split(model: exported.Exported, data: config_lib.DataConfig, batch_size: int = 64,
-                flip: bool = False) -> dict:
-    """The test split's records, features, identities and cameras, query and gallery."""
-    query, gallery = datasets.load_test_split(data)
-    out = {}
-    for name, records in (("query", query), ("gallery", gallery)):
-        out[f"{name}_records"] = records
-        feats, pids, cams = evaluate.embed_records(model.embed, records, model.height, model.width,
-                                                   batch_size, flip, model.crop)
-        out.update({f"{name}_features": feats, f"{name}_pids": pids, f"{name}_camids": cams})
-    return out
 
 
 def score_table(scores: dict, protocol: str) -> str:
@@ -88,11 +52,11 @@ def write_pictures(arrays: dict, scores: dict, scoring: config_lib.ScoringConfig
     rerank_words = f"re-ranked ({scoring.rerank_impl}, k1={scoring.k1}, k2={scoring.k2}, λ={scoring.lambda_value})"
     options = [scoring.protocol + " protocol"] + (["flip"] if flip else []) + ([rerank_words] if reranked else [])
     prefix = "market1501_" if scoring.protocol == "original" else ""
-    curves = {"plain": scores[f"{prefix}cmc"]}
-    if f"{prefix}cmc_rerank" in scores:
-        curves["re-ranked"] = scores[f"{prefix}cmc_rerank"]
-    plots.plot_cmc(curves, os.path.join(plot_dir, "cmc.png"),
-                   title=f"CMC of {name} (Market-1501's)\n{', '.join(options)}")
+    curves = {label: scores[f"{prefix}cmc{suffix}"] for label, suffix in (("plain", ""), ("re-ranked", "_rerank"))
+              if f"{prefix}cmc{suffix}" in scores}
+    if curves:  # none under the original protocol on data without camera ids
+        plots.plot_cmc(curves, os.path.join(plot_dir, "cmc.png"),
+                       title=f"CMC of {name} (Market-1501's)\n{', '.join(options)}")
     if "query_records" in arrays:
         q, g = arrays["query_features"], arrays["gallery_features"]
         if not reranked:
@@ -123,9 +87,10 @@ def write_actmaps(model: exported.Exported, query: list, actmap_dir: str, querie
 
 def run(model_path: str | None, features_path: str | None, scoring: config_lib.ScoringConfig,
         outputs: Outputs = Outputs(), dataset: str = "", data_dir: str = "", cuhk03_labels: str | None = None,
-        reranked: bool = False, flip: bool = False, batch_size: int = 64) -> dict:
-    """Score an export (or a run's latest) or a features file, print the table, write `outputs`;
-    returns the scores."""
+        reranked: bool = False, flip: bool = False, batch_size: int = 64, query_dir: str = "",
+        gallery_dir: str = "", verification: bool = False) -> dict:
+    """Score an export (or a run's latest) or a features file, print the table (and the verification
+    figures), write `outputs`; returns the scores."""
     if bool(features_path) == bool(model_path):
         raise EvalError("give exactly one of --features=F.npz or --model=EXPORT_OR_RUN_FOLDER")
     if (outputs.projector_dir or outputs.actmap_dir) and not model_path:
@@ -134,20 +99,23 @@ def run(model_path: str | None, features_path: str | None, scoring: config_lib.S
         model = exported.open_export(model_path) if model_path else None
         if outputs.actmap_dir:  # before the long embedding: an export without the Keras model is refused
             exported.keras_model(model.path)
-        arrays = (evaluate.load_features(features_path) if features_path else
-                  embed_split(model, data_config(model, dataset, data_dir, cuhk03_labels), batch_size, flip))
+        arrays = (evaluate.load_features(features_path) if features_path else embed_split(
+            model, *test_records(model, dataset, data_dir, cuhk03_labels, query_dir, gallery_dir), batch_size, flip))
         scores = evaluate.score(arrays["query_features"], arrays["gallery_features"], arrays["query_pids"],
                                 arrays["gallery_pids"], arrays["query_camids"], arrays["gallery_camids"],
-                                scoring, rerank_too=reranked)
+                                scoring, rerank_too=reranked, **files_of(arrays))
     except (metrics.MetricsError, datasets.DatasetError, exported.ExportedModelError, OSError, ValueError) as e:
         raise EvalError(str(e).splitlines()[0]) from None
     name = model.path if model else features_path
     print(f"{name}: {len(arrays['query_features'])} queries, {len(arrays['gallery_features'])} gallery"
           f" images, protocol {scoring.protocol}")
     print(score_table(scores, scoring.protocol))
+    if verification:
+        scores.update(eval_pairs.verify(arrays, scoring.protocol, outputs.plot_dir, name))
     if outputs.json_path:
         summary = {k: None if isinstance(v, float) and np.isnan(v) else v  # a rank past the curve: null
                    for k, v in scores.items() if "cmc" not in k}
+        summary["protocol"] = scoring.protocol
         with open(outputs.json_path, "w", encoding="utf-8") as f:
             json.dump(summary, f, indent=2, sort_keys=True)
     if outputs.features_path:

@@ -68,10 +68,35 @@ def check_features(query_features: np.ndarray, gallery_features: np.ndarray,
             raise metrics.MetricsError(f"{len(f)} {name} features but {len(p)} {name} pids")
 
 
+CAMERA_PROTOCOLS = ("market1501", "official")  # they remove same-camera matches: camera ids needed
+
+
+def check_cameras(query_camids: np.ndarray, gallery_camids: np.ndarray, protocol: str, what: str) -> None:
+    """Refuses, in one line, a set without camera ids (camid -1) under a protocol that needs them:
+    scored as one camera, every match would be removed."""
+    unknown = int((np.asarray(query_camids) < 0).sum() + (np.asarray(gallery_camids) < 0).sum())
+    if protocol in CAMERA_PROTOCOLS and unknown:
+        raise metrics.MetricsError(
+            f"{what} has {unknown} images without a camera id: the {protocol} protocol removes same-camera"
+            " matches and cannot score them; pass --protocol=no_cameras (a query leaves out only itself)")
+
+
+def file_cameras(query_files: Sequence[str] | None, gallery_files: Sequence[str] | None, num_q: int,
+                 num_g: int) -> tuple[np.ndarray, np.ndarray]:
+    """no_cameras as Market-1501's rule: each file its own camera, so "same pid and same camera"
+    removes exactly the query's own file. Without file names, query and gallery are taken as
+    disjoint files (a split's)."""
+    if query_files is None or gallery_files is None:
+        return np.zeros(num_q, np.int64), np.ones(num_g, np.int64)
+    names, ids = np.unique(np.concatenate([np.asarray(query_files, str), np.asarray(gallery_files, str)]),
+                           return_inverse=True)
+    return ids[:num_q], ids[num_q:]
+
+
 def _accumulator(protocol: str, ids: tuple):
     if protocol == "original":
         return metrics.OriginalAccumulator(ids[0], ids[1], TOP_N)
-    return metrics.RankAccumulator(*ids, protocol=protocol)
+    return metrics.RankAccumulator(*ids, protocol="market1501" if protocol == "no_cameras" else protocol)
 
 
 def _summary(protocol: str, result: dict, prefix: str, suffix: str) -> dict:
@@ -88,21 +113,28 @@ def _summary(protocol: str, result: dict, prefix: str, suffix: str) -> dict:
 
 def score(query_features: np.ndarray, gallery_features: np.ndarray, query_pids: np.ndarray,
           gallery_pids: np.ndarray, query_camids: np.ndarray, gallery_camids: np.ndarray,
-          scoring: ScoringConfig | None = None, rerank_too: bool = False) -> dict:
+          scoring: ScoringConfig | None = None, rerank_too: bool = False,
+          query_files: Sequence[str] | None = None, gallery_files: Sequence[str] | None = None) -> dict:
     """The figures of `scoring.protocol` (mAP, rank-1/5/10/20, and mINP and the CMC curve, or the
     original's mAP_at_200), those of the other protocol beside them prefixed with its name
     ("original_" or "market1501_"), and `_rerank` keys when re-ranking too (`scoring.rerank_impl`).
 
     Queries are scored a block at a time, so the query x gallery matrix is never held whole
-    unless the original re-ranking, which works on whole rows, needs it.
+    unless the original re-ranking, which works on whole rows, needs it. `query_files` and
+    `gallery_files` tell no_cameras which gallery item is the query's own file.
     """
     scoring = scoring or ScoringConfig()
     check_features(query_features, gallery_features, query_pids, gallery_pids)
+    check_cameras(query_camids, gallery_camids, scoring.protocol, "the query/gallery set")
     qf, gf = np.asarray(query_features, np.float32), np.asarray(gallery_features, np.float32)
+    if scoring.protocol == "no_cameras":
+        query_camids, gallery_camids = file_cameras(query_files, gallery_files, len(qf), len(gf))
     ids = (query_pids, gallery_pids, query_camids, gallery_camids)
     other = "market1501" if scoring.protocol == "original" else "original"
     protocols = [scoring.protocol]
-    if len(qf) * len(gf) <= SIDE_BY_SIDE_LIMIT:
+    if other == "market1501" and (np.asarray(query_camids) < 0).any():
+        logging.info("no camera ids: the market1501 protocol's figures are left out")
+    elif len(qf) * len(gf) <= SIDE_BY_SIDE_LIMIT:
         protocols.append(other)
     else:
         logging.info("%d x %d pairs: the %s protocol's figures are left out (--protocol=%s scores them)",
@@ -196,7 +228,8 @@ def validate(embed_fn: Callable, splits: dict, data_cfg: DataConfig, scoring: Sc
         if not prefix:
             result.update({k: float(f"{v:.6g}") for k, v in embedding_statistics(q[0], g[0]).items()})
         try:
-            scores = score(q[0], g[0], q[1], g[1], q[2], g[2], scoring, rerank_too=rerank_too and not prefix)
+            scores = score(q[0], g[0], q[1], g[1], q[2], g[2], scoring, rerank_too=rerank_too and not prefix,
+                           query_files=[r.path for r in query], gallery_files=[r.path for r in gallery])
         except metrics.MetricsError as e:
             logging.warning("%svalidation skipped: %s", prefix, e)
             continue

@@ -8,7 +8,6 @@ aborts every worker's collectives; `GroupWatch` turns that abort into the line a
 from __future__ import annotations
 
 import itertools
-import os
 import re
 import sys
 import threading
@@ -17,6 +16,7 @@ from collections.abc import Callable
 import tensorflow as tf
 
 from reid_tf.distribute import role_of
+from reid_tf.errors import ReidError
 
 _TASK = re.compile(r"/job:(\w+)/replica:\d+/task:(\d+)")
 _ADDRESS = re.compile(r"(?:ipv4:|ipv6:|dns:)?\[?([\w.\-:]+?)\]?:(\d+)\b")
@@ -69,6 +69,10 @@ def lost_worker_line(error: BaseException, strategy) -> str | None:
     return f"lost {who}: {cause}. {_WHAT_TO_DO}"
 
 
+class LostWorkerError(ReidError, RuntimeError):
+    """Another worker of the group was lost: the message is the line that names it and what to do."""
+
+
 def report_lost_worker(line: str) -> bool:
     """Print the line once per process (the watch and the loop may both see the loss)."""
     if _reported.is_set():
@@ -83,12 +87,14 @@ class GroupWatch:
     service aborts this worker's collective executor when a worker stops sending heartbeats (or
     its connection fails), and a one-worker collective every `interval` seconds, a no-op
     otherwise, sees that abort even while this worker does not communicate (the chief during a
-    long validation or export). `on_lost` runs before the exit (the chief releases its lock)."""
+    long validation or export). `on_lost` runs first (the chief releases its lock), then `end` with
+    the line: the command ends the process there (a library never exits)."""
 
     _keys = itertools.count(1)
 
-    def __init__(self, strategy, on_lost: Callable[[], None] | None = None, interval: float = 5.0):
-        self.strategy, self.on_lost, self.interval = strategy, on_lost, interval
+    def __init__(self, strategy, on_lost: Callable[[], None] | None = None, interval: float = 5.0,
+                 end: Callable[[str], None] | None = None):
+        self.strategy, self.on_lost, self.interval, self.end = strategy, on_lost, interval, end
         self._stop = threading.Event()
         self._thread = None
 
@@ -116,8 +122,8 @@ class GroupWatch:
                     continue
                 if self.on_lost is not None:
                     self.on_lost()
-                if report_lost_worker(line):
-                    os._exit(1)  # the main thread may be in a long validation: end now
+                if report_lost_worker(line) and self.end is not None:
+                    self.end(line)  # the main thread may be in a long validation: the command ends it now
 
     def stop(self) -> None:
         """End the watch, its probe in flight included: from the group's last barrier on, the

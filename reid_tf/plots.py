@@ -38,6 +38,41 @@ def plot_cmc(curves: dict[str, Sequence[float]], path: str, max_rank: int = 20, 
     plt.close(fig)
 
 
+def verification_picture(h, figures: dict, path: str, title: str) -> None:
+    """The positive and negative distance histograms (each normalised, thresholds marked) and the ROC
+    curve (TAR against FAR, log FAR) side by side, as a PNG. `h`: verification.PairHistograms."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    used = np.flatnonzero(h.positive + h.negative)
+    group = max(1, (used[-1] + 1 - used[0]) // 100)
+    start = used[0] - used[0] % group
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
+    for counts, label in ((h.positive, "same person"), (h.negative, "different people")):
+        sums = np.add.reduceat(counts[start:], np.arange(0, len(counts) - start, group))
+        centres = (start + np.arange(len(sums)) * group + group / 2) * h.width
+        left.plot(centres, sums / counts.sum(), label=f"{label} ({counts.sum():,} pairs)")
+    for name, d in figures["thresholds"].items():
+        left.axvline(d, color="gray", linestyle=":", linewidth=1)
+        left.text(d, left.get_ylim()[1] * 0.95, name, rotation=90, fontsize=7, va="top")
+    left.set_xlabel("Euclidean distance")
+    left.set_ylabel("fraction of pairs per bin")
+    left.legend(fontsize=8)
+    far, tar = np.cumsum(h.negative) / h.negative.sum(), np.cumsum(h.positive) / h.positive.sum()
+    shown = far > 0
+    right.semilogx(far[shown], tar[shown], label=f"ROC AUC {figures['roc_auc']:.4f}, EER {figures['eer']:.4f}")
+    right.set_xlabel("false accept rate")
+    right.set_ylabel("true accept rate")
+    right.grid(alpha=0.3)
+    right.legend(loc="lower right", fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def _font(size: int = 13):
     return ImageFont.load_default(size=size)  # Pillow's own scalable font: no system font needed
 
@@ -65,17 +100,20 @@ def ranked_retrieval(
     """One PNG per query: the query (gray frame) then its top-k valid gallery images in the order
     of `distmat` (named by `order`, e.g. "re-ranked"), framed green for a match and red
     otherwise, each captioned with its rank and distance above and its identity and camera
-    below, and beside it a .json of the same list. Same-camera matches and junk are left out, as
-    in scoring. Queries are spread evenly over the query set."""
+    below, and beside it a .json of the same list. Same-camera matches (without camera ids: the
+    query's own file) and junk are left out, as in scoring. Queries are spread evenly over the
+    query set."""
     os.makedirs(out_dir, exist_ok=True)
     g_pids = np.array([r.pid for r in gallery])
     g_cams = np.array([r.camid for r in gallery])
+    g_paths = np.array([r.path for r in gallery])
     chosen = np.linspace(0, len(query) - 1, min(num_queries, len(query))).astype(int)
     written = []
     for q in chosen:
         order_q = np.argsort(distmat[q], kind="stable")
         same = g_pids[order_q] == query[q].pid
-        valid = ~(same & (g_cams[order_q] == query[q].camid)) & (g_pids[order_q] != JUNK_PID)
+        seen_alike = g_cams[order_q] == query[q].camid if query[q].camid >= 0 else g_paths[order_q] == query[q].path
+        valid = ~(same & seen_alike) & (g_pids[order_q] != JUNK_PID)
         top = order_q[valid][:top_k]
         path = os.path.join(out_dir, f"ranked_{q:05d}.png")
         ranked_strip(query[q], [(gallery[g], distmat[q, g]) for g in top], path, order, size)

@@ -6,6 +6,7 @@ the run goes and which machines train it. The loop is reid_tf/train_lib.py.
 
 from __future__ import annotations
 
+import os
 import sys
 
 from absl import app, flags
@@ -43,11 +44,24 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         sys.exit(f"error: unexpected arguments {' '.join(argv[1:])}")
     console.quiet()
-    from reid_tf import train_lib
+    from reid_tf import group, train_lib
+    from reid_tf.errors import ReidError
 
     flags_text = reid_flags.flags_file([s.name for s in config.ALL_SETTINGS] + list(OWN_FLAGS))
-    train_lib.main(reid_flags.config_from_flags(), FLAGS.output_dir, flags_text, FLAGS.note, FLAGS.cluster,
-                   FLAGS.cluster_port, FLAGS.kubernetes_job, FLAGS.heartbeat_timeout)
+    try:
+        train_lib.main(reid_flags.config_from_flags(), FLAGS.output_dir, flags_text, FLAGS.note, FLAGS.cluster,
+                       FLAGS.cluster_port, FLAGS.kubernetes_job, FLAGS.heartbeat_timeout, end_process=_end_now)
+    except group.LostWorkerError as e:
+        group.report_lost_worker(str(e))
+        _end_now(str(e))
+    except ReidError as e:
+        sys.exit(f"error: {e}")
+
+
+def _end_now(line: str) -> None:
+    """A worker of the group was lost (`line` is already printed): end this one at once, since
+    sys.exit would wait in TensorFlow's shutdown for the lost worker."""
+    os._exit(1)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import dataclasses
 import math
 import os
 import time
+from collections.abc import Callable
 
 import keras
 import tensorflow as tf
@@ -31,14 +32,17 @@ from reid_tf import (
     step_log,
 )
 from reid_tf import model as model_lib
+from reid_tf.metrics import MetricsError
 from reid_tf.resume import StopSignal, TrainingError, warm_start
 from reid_tf.settings import ConfigError
-from reid_tf.validation import Validation
+from reid_tf.validation import Validation, check_splits
 
 
 def run(config: config_lib.RunConfig, output_dir: str, flags_text: str | None = None,
-        strategy: tf.distribute.Strategy | None = None, note: str | None = None) -> dict:
+        strategy: tf.distribute.Strategy | None = None, note: str | None = None,
+        end_process: Callable[[str], None] | None = None) -> dict:
     """Train as configured into output_dir (resuming it if it holds a run); returns a summary.
+    `end_process(line)`: how the command ends this worker when the group watch sees another lost.
 
     Under several workers every worker calls this with the same config; the chief alone writes
     the run folder and holds its lock. `note` (the experiment's conclusion, say) is kept in the
@@ -62,7 +66,7 @@ def run(config: config_lib.RunConfig, output_dir: str, flags_text: str | None = 
         distribute.check_same_config(strategy, config_lib.guarded_settings(config))
         role = distribute.role_of(strategy)
         with run_dir.RunLock(output_dir) if role.is_chief else contextlib.nullcontext() as lock, \
-                group.GroupWatch(strategy, on_lost=lock.release if lock else None) as watch:
+                group.GroupWatch(strategy, on_lost=lock.release if lock else None, end=end_process) as watch:
             if role.is_chief:
                 run_dir.prepare(output_dir, config, flags_text, note)
             try:
@@ -130,6 +134,10 @@ def _source(config: config_lib.RunConfig) -> tuple[dict | None, replay.Batches |
             raise TrainingError(str(e)) from None
         return None, batches, int(batches.pids.max()) + 1
     splits = datasets.split_records(datasets.load_training_sets(d), d, t.seed)
+    try:
+        check_splits(splits, config)
+    except (ConfigError, MetricsError) as e:
+        raise TrainingError(str(e)) from None
     return splits, None, len({r.pid for r in splits["train"]})
 
 
@@ -264,26 +272,21 @@ def _export_final(model: keras.Model, config: config_lib.RunConfig, output_dir: 
 
 
 def main(config: config_lib.RunConfig, output_dir: str, flags_text: str, note: str, cluster: str,
-         cluster_port: int, kubernetes_job: str, heartbeat_timeout: float) -> None:
+         cluster_port: int, kubernetes_job: str, heartbeat_timeout: float,
+         end_process: Callable[[str], None] | None = None) -> None:
     """`python -m reid_tf.train`: the strategy from the cluster, the run, and one line for its end
-    (an error, a lost worker, or the validation mAP before and after)."""
-    import sys
-
-    from reid_tf.errors import ReidError
-
+    (the validation mAP before and after). Raises ReidError, or group.LostWorkerError when another
+    worker of the group was lost; the command turns either into its exit."""
     strategy = None
     try:
         resolver = distribute.cluster_resolver(cluster, cluster_port, kubernetes_job)
         strategy = distribute.choose_strategy(resolver, heartbeat_timeout)
-        summary = run(config, output_dir, flags_text, strategy, note=note)
-    except ReidError as e:
-        sys.exit(f"error: {e}")
+        summary = run(config, output_dir, flags_text, strategy, note=note, end_process=end_process)
     except tf.errors.OpError as e:  # under several workers: one of them was lost
         line = group.lost_worker_line(e, strategy)
         if line is None:
             raise
-        group.report_lost_worker(line)
-        os._exit(1)  # not sys.exit: TensorFlow's shutdown would wait for the lost worker
+        raise group.LostWorkerError(line) from None
     first = next(iter(run_dir.read_validations(os.path.join(output_dir, run_dir.VALIDATIONS))), None)
     if first and summary.get("final") and first["step"] == 0:
         print(f"validation mAP before training {first['mAP']:.3f}, after {summary['final']['mAP']:.3f}"

@@ -12,6 +12,22 @@ from reid_tf import config as config_lib
 from reid_tf import evaluate, run_dir
 
 
+def check_splits(splits: dict, config: config_lib.RunConfig) -> None:
+    """Before any step: enough training identities for P, and validation sets the protocol can
+    score (one line naming the dataset and what to do)."""
+    d = config.data
+    where = f"--dataset={d.dataset}" + (f" (--data_dir={d.data_dir})" if d.data_dir else "")
+    num_ids = len({r.pid for r in splits["train"]})
+    if num_ids < d.return_id_num:
+        raise config_lib.ConfigError(
+            f"{where} has {num_ids} training identities (after --valid_ids held some out), fewer than"
+            f" P={d.return_id_num}: lower --return_id_num or --valid_ids, or add identities")
+    for name in ("valid", "train_eval"):
+        query, gallery = splits[name]
+        evaluate.check_cameras([r.camid for r in query], [r.camid for r in gallery], config.scoring.protocol,
+                               f"{where}'s {'validation' if name == 'valid' else 'training'} identities")
+
+
 class Validation:
     """Validation rows of a run: scored on the chief, written to TensorBoard and validation.jsonl,
     the best so far carried on every row."""

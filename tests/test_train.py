@@ -12,6 +12,7 @@ import warm_python
 from helpers import REPO, checkpoint_steps, tiny_config, with_train
 
 from reid_tf import backbones, objective, run_dir, train_lib
+from reid_tf import config as C
 
 
 def test_end_to_end_writes_everything(market_dir, tmp_path):
@@ -132,7 +133,8 @@ def test_csv_dataset_without_cameras_validates(market_dir, tmp_path):
     (tmp_path / "train.csv").write_text("\n".join(rows) + "\n")
     config = tiny_config(market_dir, max_steps=1)
     config = dataclasses.replace(config, data=dataclasses.replace(
-        config.data, dataset="csv", train_csv=str(tmp_path / "train.csv")))
+        config.data, dataset="csv", train_csv=str(tmp_path / "train.csv")),
+        scoring=C.ScoringConfig(protocol="no_cameras"))  # the Market protocol refuses data without cameras
     out = str(tmp_path / "run")
     summary = train_lib.run(config, out)
     assert summary["step"] == 1

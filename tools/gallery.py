@@ -32,6 +32,10 @@ flags.DEFINE_integer("time_window", None, "Only results within this many frames 
 flags.DEFINE_boolean("rerank", False, "Re-rank each query's candidates (k-reciprocal, Zhong et al.).")
 flags.DEFINE_enum("engine", "auto", ("auto", "numpy", "faiss"), "Exact search: faiss's flat index where"
                   " installed (auto), or numpy; both give the same results.")
+flags.DEFINE_string("calibration", None, "search: a calibration (tools/eval.py --calibrate): each result says"
+                    " same person or not at --threshold, with the FAR at its distance.")
+flags.DEFINE_string("threshold", None, "search: far=0.01, far=0.001 (default with --calibration), eer, crossing, or"
+                    " a distance: a result is the same person when its distance is at most it.")
 flags.DEFINE_string("output_json", None, "Write the results as JSON here.")
 flags.DEFINE_string("plot_dir", None, "Write each query's ranked strip here.")
 reid_flags.required("index")
@@ -55,7 +59,7 @@ def main(argv):
         else:
             gallery_queries.search_images(FLAGS.index, FLAGS.query, FLAGS.model, FLAGS.k, FLAGS.other_cameras,
                                           FLAGS.time_window, FLAGS.rerank, FLAGS.engine, FLAGS.batch_size,
-                                          FLAGS.plot_dir, FLAGS.output_json)
+                                          FLAGS.plot_dir, FLAGS.output_json, FLAGS.calibration, FLAGS.threshold)
     except ReidError as e:
         sys.exit(f"error: {e}")
 

@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING
 
 from absl import logging
 
-from reid_tf.datasets import csv_list, generated, market, msmt17  # noqa: F401 - each registers its layouts
+from reid_tf.datasets import csv_list, generated, identity_folders, market, msmt17  # noqa: F401 - each registers its layouts
 from reid_tf.datasets.generated import ensure_synthetic, synthetic_cache_dir
 from reid_tf.datasets.records import DatasetError, Record, drop_unreadable, offset, relabel
 from reid_tf.datasets.registry import REGISTRY, DatasetSpec
-from reid_tf.datasets.splits import SPLITS, cameras_for_unknown, split_validation, subset_ids
+from reid_tf.datasets.splits import SPLITS, split_validation, subset_ids
 
 if TYPE_CHECKING:  # the settings are read, never built, here: no import of config at run time
     from reid_tf.config import DataConfig
@@ -83,8 +83,8 @@ def split_records(sets: list[list[Record]], cfg: DataConfig, seed: int) -> dict:
     train_query, train_gallery = SPLITS[cfg.valid_split](subset, seed)
     return {
         "train": relabel(train),
-        "valid": cameras_for_unknown(val_query, val_gallery),
-        "train_eval": cameras_for_unknown(train_query, train_gallery),
+        "valid": (val_query, val_gallery),
+        "train_eval": (train_query, train_gallery),
     }
 
 

@@ -81,11 +81,3 @@ def subset_ids(records: list[Record], num_ids: int, seed: int) -> list[Record]:
     rng = np.random.default_rng(seed + 2)
     chosen = set(rng.choice(pids, size=min(num_ids, len(pids)), replace=False).tolist())
     return [r for r in records if r.pid in chosen]
-
-
-def cameras_for_unknown(query: list[Record], gallery: list[Record]) -> tuple[list[Record], list[Record]]:
-    """Without cameras (a CSV list without camid), every other image of the identity is a match:
-    query and gallery get different pseudo cameras so the same-camera rule removes nothing."""
-    if any(r.camid != -1 for r in query + gallery):
-        return query, gallery
-    return [r._replace(camid=0) for r in query], [r._replace(camid=1) for r in gallery]
