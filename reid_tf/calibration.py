@@ -22,9 +22,16 @@ class CalibrationError(ReidError, ValueError):
     """A calibration file or threshold that cannot be used; the message names it and what to do."""
 
 
-def fit(h: verification.PairHistograms, fitted_on: dict) -> dict:
+COSINE_RULE = ("boxmot's trackers compare L2-normalised embeddings by cosine distance 1 - cos(a, b) ="
+               " ||a/|a| - b/|b|||^2 / 2: these thresholds were fitted on the normalised embeddings' distances d,"
+               " each given as d^2 / 2")
+
+
+def fit(h: verification.PairHistograms, fitted_on: dict,
+        normalised: verification.PairHistograms | None = None) -> dict:
     """The calibration of a model from its pair histograms: the thresholds (a pair is the same person
-    when its distance is <= d), the FAR curve, and what it was fitted on."""
+    when its distance is <= d), the FAR curve, and what it was fitted on; from the histograms of
+    the L2-normalised embeddings, the same thresholds as cosine distances (a tracker's gate)."""
     s = verification.summary(h)
     far, _ = verification.rates(h)
     top = (int(np.flatnonzero(h.negative + h.positive)[-1]) + 1) * h.width
@@ -37,6 +44,9 @@ def fit(h: verification.PairHistograms, fitted_on: dict) -> dict:
                       "far": [float(far[min(int(d / h.width), len(far) - 1)]) for d in distances]},
         "fitted_on": {**fitted_on, "pairs": pairs, "bin_width": h.width},
         "verification": {k: v for k, v in s.items() if k != "thresholds"},
+        **({} if normalised is None else {"cosine": {"rule": COSINE_RULE, "thresholds": {
+            k: None if v is None else v * v / 2 for k, v in
+            ((k, verification.summary(normalised)["thresholds"].get(k)) for k in KEYS)}}}),
     }
 
 
@@ -83,6 +93,19 @@ def threshold(c: dict, name: str, path: str = "the calibration") -> float:
         return float(name)
     except ValueError:
         raise CalibrationError(f"--threshold={name}: one of {', '.join(c['thresholds'])} or a distance") from None
+
+
+def for_model(path: str, identity: str, name: str) -> dict:
+    """The calibration file `path` of the model `identity`, and its threshold `name`, for an export:
+    {"file", "name", "distance", "cosine_distance"}."""
+    c = read(path)
+    made_by = c.get("fitted_on", {}).get("model_identity")
+    if made_by and made_by != model_key(identity):
+        raise CalibrationError(f"--calibration={path} was fitted on another model: fit it on this one"
+                               " (tools/eval.py --model=EXPORT --calibrate)")
+    cosine = c.get("cosine", {}).get("thresholds", {}).get(name)
+    return {"file": path, "name": name, "distance": threshold(c, name, path),
+            "cosine_distance": cosine, "cosine_rule": c.get("cosine", {}).get("rule")}
 
 
 def far_at(c: dict, distances: np.ndarray) -> np.ndarray:

@@ -79,12 +79,15 @@ def calibrate(model_path: str, scoring: config_lib.ScoringConfig, output: str = 
             query, gallery, what = validation_records(model)
         arrays = eval_sets.embed_split(model, query, gallery, batch_size, flip)
         h = histograms(arrays, scoring.protocol)
+        unit = {k: v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12) if k.endswith("features") else v
+                for k, v in arrays.items()}
+        normalised = histograms(unit, scoring.protocol)
     except (metrics.MetricsError, datasets.DatasetError, exported.ExportedModelError, OSError, ValueError) as e:
         raise eval_sets.EvalError(str(e).splitlines()[0]) from None
     ids = np.unique(np.concatenate([arrays["query_pids"], arrays["gallery_pids"]]))
     fitted = calibration.fit(h, {**what, "protocol": scoring.protocol, "num_identities": int(len(ids)),
                                  "queries": len(query), "gallery": len(gallery), "model": model.path,
-                                 "model_identity": calibration.model_key(model.identity)})
+                                 "model_identity": calibration.model_key(model.identity)}, normalised)
     path = output or calibration.default_path(model.path)
     calibration.write(path, fitted)
     print("\n".join(lines({**fitted["verification"], "thresholds": fitted["thresholds"]})))

@@ -44,6 +44,10 @@ def define_flags() -> None:
     flags.DEFINE_string("index", None, "With --format=search: the gallery index (tools/gallery.py index) of this"
                         " model, served by the SavedModel's search signatures.")
     flags.DEFINE_integer("k", 10, "With --format=search: results per query.", lower_bound=1)
+    flags.DEFINE_string("calibration", None, "A calibration of this model (tools/eval.py --calibrate), copied beside"
+                        " it; --format=search also returns `match` at --threshold, --format=tracker's sidecar carries"
+                        " it as boxmot's cosine-distance gate (max_cos_dist).")
+    flags.DEFINE_string("threshold", "far=0.001", "With --calibration: far=0.01, far=0.001, eer or crossing.")
     reid_flags.group("Serving limits")
     flags.DEFINE_integer("max_images_per_request", config.MAX_IMAGES_PER_REQUEST,
                          "Images one request may carry; more is refused.", lower_bound=1)
@@ -55,17 +59,18 @@ def define_flags() -> None:
 def main(argv: list[str]) -> None:
     del argv
     console.quiet()
-    from reid_tf import export_lib
+    from reid_tf import export_lib, export_summary
 
     try:
         path = export_lib.export_run(
             FLAGS.output_dir, FLAGS.export_dir, step=FLAGS.step, version=FLAGS.version, overwrite=FLAGS.overwrite,
             max_images=FLAGS.max_images_per_request, max_pixels=FLAGS.max_image_pixels, fmt=FLAGS.format,
             quantize=FLAGS.quantize, data_dir=FLAGS.data_dir, calibration_images=FLAGS.calibration_images,
-            precision=FLAGS.precision, index=FLAGS.index, k=FLAGS.k)
+            precision=FLAGS.precision, index=FLAGS.index, k=FLAGS.k, calibration_file=FLAGS.calibration,
+            threshold=FLAGS.threshold)
     except ReidError as e:
         sys.exit(f"error: {e}")
-    line = export_lib.describe(path)
+    line = export_summary.describe(path)
     if line:
         print(line)
     print(f"exported {path}")

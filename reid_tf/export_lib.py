@@ -16,9 +16,20 @@ import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
-from tensorflow.core.protobuf import saved_model_pb2
 
-from reid_tf import backbones, convert, data, datasets, exported, search_export, signatures, tracker_export, versions
+from reid_tf import (
+    backbones,
+    convert,
+    data,
+    datasets,
+    export_common,
+    exported,
+    search_export,
+    signatures,
+    tracker_export,
+    versions,
+)
+from reid_tf import calibration as calibration_lib
 from reid_tf import config as config_lib
 from reid_tf import model as model_lib
 from reid_tf import run_dir as run_dir_lib
@@ -183,40 +194,6 @@ def restore_run_model(run_dir: str, step: int | None = None) -> tuple[keras.Mode
     return model, config, int(step_var.numpy())
 
 
-def describe(path: str) -> str:
-    """What an export wrote, a line a file: its size and, for a converted file, how far its
-    embeddings are from the model's on the check images; one line for a SavedModel."""
-    meta = exported.read_metadata(path)
-    checks = meta.get("verification") or {}
-    if "files" in meta:  # the tracker's: each file checked in its own runtime
-        return "\n".join(_file_line(path, name, checks.get(name)) for name in meta["files"])
-    if "file" in meta:
-        return _file_line(path, meta["file"], checks)
-    size = sum(tf.io.gfile.stat(os.path.join(top, name)).length
-               for top, _, names in tf.io.gfile.walk(path) for name in names)
-    if meta.get("format") == "search":
-        what = f"searches a gallery of {meta['gallery_size']} embeddings, {meta['k']} results a query"
-    else:
-        what = f"computes in {meta.get('precision', 'float32')}"
-    return f"SavedModel: {size / 2**20:.1f} MiB; {what}; signatures {', '.join(_signatures(path))}"
-
-
-def _file_line(folder: str, name: str, check: dict | None) -> str:
-    line = f"{name}: {tf.io.gfile.stat(os.path.join(folder, name)).length / 2**20:.1f} MiB"
-    if check:
-        line += (f"; against the model on {check['images']} images: largest difference {check['max_abs']:.3g}"
-                 f" ({check['relative']:.3g} of the largest value), smallest cosine similarity"
-                 f" {check['min_cosine']:.6f}")
-    return line
-
-
-def _signatures(path: str) -> list[str]:
-    proto = saved_model_pb2.SavedModel()
-    with tf.io.gfile.GFile(os.path.join(path, "saved_model.pb"), "rb") as f:
-        proto.ParseFromString(f.read())
-    return sorted(name for name in proto.meta_graphs[0].signature_def if not name.startswith("__"))
-
-
 @dataclasses.dataclass(frozen=True)
 class ExportRequest:
     """What one `python -m reid_tf.export` asks of its format, besides the model and its config."""
@@ -233,6 +210,7 @@ class ExportRequest:
     precision: str = "float32"
     index: str | None = None
     k: int = 10
+    calibration: dict | None = None  # calibration.for_model: the threshold the export carries
 
 
 FORMATS: Registry = Registry("export format", "--format", ExportError)
@@ -242,14 +220,27 @@ def export_run(run_dir: str, export_dir: str, step: int | None = None, version: 
                overwrite: bool = False, max_images: int = MAX_IMAGES_PER_REQUEST,
                max_pixels: int = MAX_IMAGE_PIXELS, fmt: str = "saved_model", quantize: str = "none",
                data_dir: str | None = None, calibration_images: int = 300, precision: str = "float32",
-               index: str | None = None, k: int = 10) -> str:
+               index: str | None = None, k: int = 10, calibration_file: str | None = None,
+               threshold: str = "far=0.001") -> str:
     """Export a training run's checkpoint; returns the version folder. `index` (a gallery index of
-    tools/gallery.py) and `k` are --format=search's."""
+    tools/gallery.py) and `k` are --format=search's; `calibration_file` (tools/eval.py --calibrate)
+    goes beside the model, its `threshold` into the search's `match` and the tracker's gate."""
     write = FORMATS.lookup(fmt)
     model, config, step_value = restore_run_model(run_dir, step)
+    gate = None
+    if calibration_file:
+        identity = exported.identity_of(export_common.export_metadata(
+            config, step_value, model_lib.embeddings_of(model.output).shape[-1]))
+        try:
+            gate = calibration_lib.for_model(calibration_file, identity, threshold)
+        except calibration_lib.CalibrationError as e:
+            raise ExportError(str(e)) from None
     request = ExportRequest(export_dir, step_value if version is None else version, step_value, overwrite,
-                            max_images, max_pixels, quantize, data_dir, calibration_images, precision, index, k)
-    return write(model, config, request)
+                            max_images, max_pixels, quantize, data_dir, calibration_images, precision, index, k, gate)
+    folder = write(model, config, request)
+    if calibration_file:
+        tf.io.gfile.copy(calibration_file, os.path.join(folder, calibration_lib.FILE), overwrite=True)
+    return folder
 
 
 @FORMATS.register("saved_model", help="for TF Serving")
@@ -274,7 +265,7 @@ def _converted(fmt: str):
         checks = None if images is None else images[:: max(1, len(images) // 8)][:8]
         if fmt == "tracker":
             return tracker_export.export_tracker(model, config, r.export_dir, r.version, r.step, r.quantize, checks,
-                                                 images, r.overwrite)[0]
+                                                 images, r.overwrite, gate=r.calibration)[0]
         return export_converted(model, config, r.export_dir, r.version, r.step, fmt, r.quantize, checks, images,
                                 r.overwrite, built_from_config=True)[0]
     return write
@@ -301,4 +292,4 @@ def _search(model: keras.Model, config: config_lib.RunConfig, r: ExportRequest) 
     if not r.index:
         raise ExportError("--format=search needs --index=FOLDER, an index of this model (tools/gallery.py index)")
     return search_export.export_search(model, config, r.index, r.export_dir, r.version, r.step, r.k, r.overwrite,
-                                       r.max_images, r.max_pixels)
+                                       r.max_images, r.max_pixels, r.calibration)

@@ -26,7 +26,7 @@ class SearchModule(tf.Module):
     """The model, the gallery, and the two search signatures."""
 
     def __init__(self, model, index: gallery.Index, k: int, height: int, width: int, crop: str,
-                 max_images: int, max_pixels: int, config_path: str):
+                 max_images: int, max_pixels: int, config_path: str, match: float | None = None):
         super().__init__()
         self.model_variables = model_lib.tracked_variables(model)  # as ServingModule: the variables, not the layers
         count, dim = index.embeddings.shape
@@ -52,7 +52,10 @@ class SearchModule(tf.Module):
                 cand_i = tf.concat([best_i, tf.broadcast_to(rows[None, :], tf.shape(d))], axis=1)
                 top = tf.math.top_k(-cand_d, k)  # equal distances: the earlier candidate, the lower index
                 best_d, best_i = -top.values, tf.gather(cand_i, top.indices, batch_dims=1)
-            return {"indices": best_i, "paths": tf.gather(self.paths, best_i), "distances": tf.sqrt(best_d)}
+            out = {"indices": best_i, "paths": tf.gather(self.paths, best_i), "distances": tf.sqrt(best_d)}
+            if match is not None:  # the calibration's threshold: same person when distance <= it
+                out["match"] = out["distances"] <= match
+            return out
 
         @tf.function(input_signature=[tf.TensorSpec([None, height, width, 3], tf.float32, "images")])
         def search(images):
@@ -71,8 +74,10 @@ class SearchModule(tf.Module):
 
 
 def export_search(model, config, index_dir: str, export_dir: str, version: int, step: int, k: int = 10,
-                  overwrite: bool = False, max_images: int = 256, max_pixels: int = 4096 * 4096) -> str:
-    """Write DIR/<version>/, the search SavedModel over the index `index_dir`."""
+                  overwrite: bool = False, max_images: int = 256, max_pixels: int = 4096 * 4096,
+                  gate: dict | None = None) -> str:
+    """Write DIR/<version>/, the search SavedModel over the index `index_dir`; with a calibration's
+    `gate` (calibration.for_model) it also returns `match`."""
     dim = model_lib.embeddings_of(model.output).shape[-1]
     metadata = export_common.export_metadata(config, step, dim, max_images, max_pixels)
     try:
@@ -81,7 +86,9 @@ def export_search(model, config, index_dir: str, export_dir: str, version: int, 
         raise ExportError(str(e)) from None
     metadata.update(format="search", k=int(min(k, index.meta["count"])), gallery_size=int(index.meta["count"]),
                     index=os.path.abspath(index_dir), outputs="indices (rows of the index), paths, distances"
-                    " (Euclidean), nearest first")
+                    " (Euclidean), nearest first" + (", match (distance <= the threshold)" if gate else ""))
+    if gate:
+        metadata["threshold"] = {"name": gate["name"], "distance": gate["distance"]}
     clone = export_common.copy_in(model, config)
 
     def write(folder):
@@ -91,7 +98,7 @@ def export_search(model, config, index_dir: str, export_dir: str, version: int, 
         with tf.io.gfile.GFile(config_path, "w") as f:
             f.write(json.dumps(metadata, indent=2, sort_keys=True))
         module = SearchModule(clone, index, k, config.data.image_height, config.data.image_width, config.data.crop,
-                              max_images, max_pixels, config_path)
+                              max_images, max_pixels, config_path, gate["distance"] if gate else None)
         tf.saved_model.save(module, folder, signatures={"search": module.search, "search_bytes": module.search_bytes},
                             options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
 

@@ -94,9 +94,11 @@ def deepstream_config(file: str, height: int, width: int) -> str:
 
 def export_tracker(model, config, export_dir: str, version: int, step: int, quantize: str = "none",
                    check_images: np.ndarray | None = None, calibration: np.ndarray | None = None,
-                   overwrite: bool = False, with_tflite: bool | None = None) -> tuple[str, dict]:
+                   overwrite: bool = False, with_tflite: bool | None = None,
+                   gate: dict | None = None) -> tuple[str, dict]:
     """Write the tracker files, each checked in its own runtime against the model on
-    `check_images`; returns the folder and each file's smallest cosine similarity."""
+    `check_images`; returns the folder and each file's smallest cosine similarity. A calibration's
+    `gate` (calibration.for_model) goes into the sidecar as the cosine-distance gate of boxmot's trackers."""
     height, width, backbone = config.data.image_height, config.data.image_width, config.model.backbone
     embed = convert.embedding_function(model, height, width)  # the reference: the model on pixels
     if check_images is None:
@@ -130,7 +132,12 @@ def export_tracker(model, config, export_dir: str, version: int, step: int, quan
             with tf.io.gfile.GFile(os.path.join(folder, name), "wb") as f:
                 f.write(content)
         with tf.io.gfile.GFile(os.path.join(folder, f"{backbone}.onnx.metadata.json"), "w") as f:
-            f.write(json.dumps(sidecar(backbone, height, width, reference.shape[-1], {"step": int(step)}), indent=2))
+            own = {"step": int(step)}
+            if gate is not None:
+                own.update(max_cos_dist=gate["cosine_distance"], threshold={
+                    "name": gate["name"], "euclidean": gate["distance"], "cosine_distance": gate["cosine_distance"],
+                    "conversion": gate["cosine_rule"]})
+            f.write(json.dumps(sidecar(backbone, height, width, reference.shape[-1], own), indent=2))
         with tf.io.gfile.GFile(os.path.join(folder, "deepstream_sgie.txt"), "w") as f:
             f.write(deepstream_config(f"{backbone}_raw255.onnx", height, width))
         with tf.io.gfile.GFile(os.path.join(folder, exported.METADATA), "w") as f:

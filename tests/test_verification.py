@@ -91,3 +91,32 @@ def test_eval_verification_and_calibrate_from_the_command_line(saved_model, tmp_
                             text=True, timeout=300)
     assert fitted.returncode == 0 and "Traceback" not in fitted.stderr, fitted.stderr[-2000:]
     assert json.load(open(tmp_path / "c.json"))["fitted_on"]["identities"] == "the run's validation identities"
+
+
+def test_the_export_carries_the_threshold(trained_run, saved_model, market_dir, tmp_path):
+    """--calibration: the search SavedModel's `match` is distance <= the threshold; the tracker's
+    sidecar gates at the threshold fitted on normalised embeddings, as cosine distance."""
+    import tensorflow as tf
+
+    from reid_tf import export_lib, exported
+
+    path = str(tmp_path / "c.json")
+    fitted = eval_pairs.calibrate(saved_model, C.ScoringConfig(), path, dataset="market1501", data_dir=market_dir)
+    index = str(tmp_path / "index")
+    gallery.index_folder(exported.open_export(saved_model), os.path.join(market_dir, "bounding_box_test"), index)
+    folder = export_lib.export_run(trained_run, str(tmp_path / "search"), fmt="search", index=index, k=6,
+                                   calibration_file=path, threshold="eer")
+    assert json.load(open(os.path.join(folder, calibration.FILE))) == fitted  # beside the model
+    images = np.random.default_rng(0).uniform(0, 255, (3, 64, 32, 3)).astype(np.float32)
+    out = tf.saved_model.load(folder).signatures["search"](images=tf.constant(images))
+    expected = out["distances"].numpy() <= fitted["thresholds"]["eer"]
+    assert np.array_equal(out["match"].numpy(), expected)
+    tracker = export_lib.export_run(trained_run, str(tmp_path / "tracker"), fmt="tracker", calibration_file=path,
+                                    threshold="eer")
+    sidecar = json.load(open(os.path.join(tracker, "small.onnx.metadata.json")))["reid_tf"]
+    assert sidecar["max_cos_dist"] == fitted["cosine"]["thresholds"]["eer"] and "d^2 / 2" in sidecar["threshold"][
+        "conversion"]
+    fitted["fitted_on"]["model_identity"] = "another"
+    json.dump(fitted, open(path, "w"))
+    with pytest.raises(export_lib.ExportError, match="fitted on another model"):
+        export_lib.export_run(trained_run, str(tmp_path / "no"), calibration_file=path)
