@@ -5,6 +5,11 @@ Market-1501's size beside the scoring it replaced (a stable argsort of whole row
 scores compared; and the dense re-ranking of Zhong et al.'s code on a small set, for the ratio.
 
   python benchmarks/scoring.py [--galleries=10000,20000,40000,82161] [--no_rerank] [--dense_n=6000]
+  python benchmarks/scoring.py --verification --output_json=docs/benchmarks/verification_cost.json
+
+--verification: the plain scoring and tools/eval.py's verification figures (every query x gallery
+pair into the two histograms, then TAR at FAR, EER, ROC AUC) at MSMT17's size, each in its own
+process, `--rounds` times interleaved; their ratio and peak memory.
 """
 
 import argparse
@@ -73,6 +78,12 @@ elif what == "sorted":  # the scoring this replaced: the whole matrix, then whol
     start = time.perf_counter()
     r = sorted_evaluate_rank(euclidean_distances(qf, gf), q_pids, g_pids, q_cams, g_cams)
     scores = {"mAP": r["mAP"], "mINP": r["mINP"], "rank1": float(r["cmc"][0])}
+elif what == "verification":
+    from reid_tf import verification
+    base = peak_rss_mib()
+    start = time.perf_counter()
+    figures = verification.summary(verification.pair_histograms(qf, gf, q_pids, g_pids, q_cams, g_cams))
+    scores = {"eer": figures["eer"], "roc_auc": figures["roc_auc"], "bin_width": figures["bin_width"]}
 else:  # the dense reference re-ranking, and ours on the same set
     from dense_rerank import dense_re_ranking
     from reid_tf.metrics import euclidean_distances
@@ -83,7 +94,8 @@ else:  # the dense reference re-ranking, and ours on the same set
     (dense_re_ranking if what == "dense" else lambda *a: re_ranking_features(qf, gf))(qg, qq, gg)
     scores = {}
 print(json.dumps({"seconds": time.perf_counter() - start, "peak_mib": peak_rss_mib(), "before_mib": base, **floors,
-                  **{k: v for k, v in scores.items() if k in ("mAP", "mINP", "rank1", "mAP_rerank")}}))
+                  **{k: v for k, v in scores.items() if k in ("mAP", "mINP", "rank1", "mAP_rerank", "eer",
+                                                              "roc_auc", "bin_width")}}))
 """
 
 
@@ -115,7 +127,13 @@ def main():
     parser.add_argument("--skip_market", action="store_true")
     parser.add_argument("--skip_dense", action="store_true")
     parser.add_argument("--output_json", help="the MSMT17-shaped rows, each with its floor, as JSON")
+    parser.add_argument("--verification", action="store_true", help="plain scoring against the verification"
+                        " figures at MSMT17's size, side by side (nothing else)")
+    parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
+    if args.verification:
+        verification_cost(args.rounds, args.output_json)
+        return
     rows = []
     for num_g in map(int, args.galleries.split(",")):
         for what in ("plain",) + (() if args.no_rerank else ("rerank",)):
@@ -150,6 +168,21 @@ def main():
     if "seconds" in ours and "seconds" in dense:
         print(f"\nre-ranking at {n} images: {dense['seconds'] / ours['seconds']:.1f}x faster and"
               f" {dense['peak_mib'] / ours['peak_mib']:.1f}x less peak memory than the dense reference")
+
+
+def verification_cost(rounds: int, output_json: str | None) -> None:
+    """Seconds and peak RSS of plain scoring and of the verification figures, interleaved, at MSMT17's size."""
+    rows = []
+    for i in range(rounds):
+        for what in ("plain", "verification"):
+            r = measure(what, 11659, 82161, 2048, 3060, 15)
+            print(show(f"round {i + 1}, 11659 x 82161, 2048-d, {what:12}", r), flush=True)
+            rows.append({"round": i + 1, "what": what, **r})
+    ratios = [v["seconds"] / p["seconds"] for p, v in zip(rows[::2], rows[1::2]) if "seconds" in p and "seconds" in v]
+    print("verification / plain scoring, per round: " + ", ".join(f"{r:.2f}" for r in ratios))
+    if output_json:
+        with open(output_json, "w") as f:
+            json.dump({"queries": 11659, "gallery": 82161, "dim": 2048, "rows": rows, "ratios": ratios}, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import sys
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(REPO, "docs", "benchmarks")
 FILES = ("README.md", "docs/benchmarks.md", "docs/trackers_and_galleries.md", "docs/backbones.md",
-         "docs/cpu_kinds.md", "docs/training.md", "docs/original.md")
+         "docs/cpu_kinds.md", "docs/training.md", "docs/original.md", "docs/own_data.md")
 MARK = re.compile(r"(<!-- table:(\w+) -->\n)(.*?)(<!-- /table -->)", re.S)
 
 
@@ -328,10 +328,45 @@ def original_flips() -> str:
                    "loss, steps 1–2 / 3+", "final eval emb"], rows)
 
 
+def calibration_far() -> str:
+    data = _load("calibration_far.json")
+    if not data:
+        return _missing("python benchmarks/calibration_far.py --output_json=docs/benchmarks/calibration_far.json")
+    rows = [[r["seed"], r["target"].replace("far=", ""), f"{r['threshold']:.4f}",
+             f"{r['fitted_pairs']['positive']:,} / {r['fitted_pairs']['negative']:,}", f"{r['held_out_far']:.4f}",
+             f"{r['held_out_far'] / float(r['target'][4:]):.2f}", f"{r['shifted_far']:.4f}",
+             f"{r['shifted_far'] / float(r['target'][4:]):.2f}"] for r in data["rows"]]
+    return (f"`{data['model']}` on the {data['identities']} test identities of the synthetic set, {data['cpu']}"
+            " kind:\n\n" + _table(["seed", "target FAR", "threshold", "fitted on pairs (same / other)",
+                                   "FAR on the other half", "÷ target", "FAR on other cameras and people",
+                                   "÷ target"], rows))
+
+
+def identity_count() -> str:
+    data = _load("identity_count.json")
+    if not data:
+        return _missing("python benchmarks/identity_count.py --output_json=docs/benchmarks/identity_count.json")
+    return _table(["training identities", "their images", f"test mAP ({data['test_identities']} unseen)",
+                   "test rank-1"], [[r["identities"], r["images"], f"{r['mAP']:.3f}", f"{r['rank1']:.3f}"]
+                                    for r in data["rows"]])
+
+
+def verification_cost() -> str:
+    data = _load("verification_cost.json")
+    if not data:
+        return _missing("python benchmarks/scoring.py --verification --output_json=docs/benchmarks/"
+                        "verification_cost.json")
+    rows = [[r["round"], r["what"], f"{r['seconds']:.1f}", f"{r['peak_mib'] / 1024:.2f}"] for r in data["rows"]
+            if "seconds" in r]
+    return (_table(["round", "what", "seconds", "peak RSS, GiB"], rows) + "\nverification ÷ plain scoring, per"
+            " round: " + ", ".join(f"{x:.2f}" for x in data["ratios"]) + "\n")
+
+
 RENDER = {f.__name__: f for f in (tracker, tracker_short, embedder, embedder_best, embedder_readme, scoring_floor,
                                   gallery_scale, gallery_short, gallery_rule, search_serving, osnet_init,
                                   cpu_kinds, train_step_floor, quickstart, quickstart_short, original_replay,
-                                  original_teacher, original_flips)}
+                                  original_teacher, original_flips, calibration_far, identity_count,
+                                  verification_cost)}
 
 
 def render(text: str) -> str:

@@ -77,8 +77,8 @@ def check_cameras(query_camids: np.ndarray, gallery_camids: np.ndarray, protocol
     unknown = int((np.asarray(query_camids) < 0).sum() + (np.asarray(gallery_camids) < 0).sum())
     if protocol in CAMERA_PROTOCOLS and unknown:
         raise metrics.MetricsError(
-            f"{what} has {unknown} images without a camera id: the {protocol} protocol removes same-camera"
-            " matches and cannot score them; pass --protocol=no_cameras (a query leaves out only itself)")
+            f"{what}: {unknown} images have no camera id, and the {protocol} protocol removes same-camera"
+            " matches, so it cannot score them; pass --protocol=no_cameras (a query leaves out only itself)")
 
 
 def file_cameras(query_files: Sequence[str] | None, gallery_files: Sequence[str] | None, num_q: int,

@@ -108,7 +108,7 @@ def _config(data_dir: str, protocol: str, max_steps: int = 1) -> C.RunConfig:
 
 
 def test_cameraless_folders_train_under_no_cameras_and_are_refused_under_market(own_dirs, tmp_path):
-    with pytest.raises(TrainingError, match=r"--dataset=folders .* without a camera id.*--protocol=no_cameras"):
+    with pytest.raises(TrainingError, match=r"--dataset=folders .* have no camera id.*--protocol=no_cameras"):
         train_lib.run(_config(own_dirs[False], "market1501"), str(tmp_path / "refused"))
     assert not os.path.exists(tmp_path / "refused" / "checkpoints")
     out = str(tmp_path / "run")
