@@ -1,7 +1,7 @@
 """Two kinds of CPU's re-runs of the training log, run by run: how far the kind moves a figure,
 against how far the seed moves it.
 
-    python benchmarks/compare_kinds.py docs/training_log docs/training_log_kinds/bc765ac58c80835d
+    python benchmarks/compare_kinds.py docs/training_log_intended docs/training_log_kinds/bc765ac58c80835d
 
 A stand-in and every run from it reproduce bit for bit on one kind of CPU only (oneDNN picks its
 kernels by the vector instructions), so each kind builds a set of its own. For every run and seed

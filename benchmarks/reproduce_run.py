@@ -1,7 +1,7 @@
 """Re-run one run of the training-log re-run from its committed summary (its effective flags and
 seed) and compare every validation line with the summary's.
 
-  python benchmarks/reproduce_run.py docs/training_log/runs/resnet_softmax-seed0.json [--output_dir=runs/repro]
+  python benchmarks/reproduce_run.py docs/training_log_intended/runs/resnet_softmax-seed0.json [--output_dir=runs/repro]
 
 Run it from the folder the re-run used (its flags name the stand-in's weights and the data under
 runs/log/, which `benchmarks/rerun_log.py` makes), on the kind of CPU that made the summary (its

@@ -3,7 +3,7 @@ sizes: the raw features (no re-ID training) at 64x32 and 72x36 over five validat
 re-run scores them, then with one setting changed at a time; d = 72x36 minus 64x32, paired by seed.
 
     python benchmarks/standin_sizes.py [--vary=--pixel_range=backbone,--crop=none] [--large=80x40]
-        [--output_json=docs/training_log/standin_sizes.json]
+        [--output_json=docs/training_log_intended/standin_sizes.json]
 
 Run it after benchmarks/rerun_log.py has made the stand-in and the data under runs/log/. Its first
 row reproduces the committed standin_features_* summaries (the same flags and seeds); --large
@@ -32,7 +32,8 @@ def features_map(summary_dir: str, size: str, seed: int, change: str, output_dir
     (and scored at input size `at` instead, where given)."""
     path = os.path.join(summary_dir, "runs", f"standin_features_{size}-seed{seed}.json")
     if not os.path.exists(path):
-        sys.exit(f"{path} not found: --summaries names the folder of the re-run's summaries (docs/training_log)")
+        sys.exit(f"{path} not found: --summaries names the folder of the re-run's summaries"
+                 " (docs/training_log_intended)")
     with open(path, encoding="utf-8") as f:
         flags = [f for f in json.load(f)["flags"] if not f.startswith("--output_dir=")]
     if at:
@@ -52,7 +53,7 @@ def features_map(summary_dir: str, size: str, seed: int, change: str, output_dir
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--summaries", default="docs/training_log")
+    parser.add_argument("--summaries", default="docs/training_log_intended")
     parser.add_argument("--output_dir", default="runs/standin_sizes")
     parser.add_argument("--vary", default="--pixel_range=backbone,--crop=none",
                         help="comma-separated flags, each tried alone against the committed settings")

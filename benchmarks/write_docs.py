@@ -203,13 +203,13 @@ def embedder_readme() -> str:
 
 
 def cpu_kinds() -> str:
-    """The log re-run's set (docs/training_log) against each other kind of CPU's set, run by run."""
+    """The log re-run's set (docs/training_log_intended) against each other kind of CPU's set, run by run."""
     import compare_kinds
 
-    first = os.path.join(REPO, "docs", "training_log")
+    first = os.path.join(REPO, "docs", "training_log_intended")
     with open(os.path.join(first, "standin.json"), encoding="utf-8") as f:
         own = json.load(f)
-    head = f"First kind: stand-in `{own['fingerprint']}`, {own['cpu']} (`docs/training_log`, the doc's set).\n"
+    head = f"First kind: stand-in `{own['fingerprint']}`, {own['cpu']} (`docs/training_log_intended`, the doc's set).\n"
     out = []
     for second in sorted(glob.glob(os.path.join(REPO, "docs", "training_log_kinds", "*", "standin.json"))):
         folder = os.path.dirname(second)

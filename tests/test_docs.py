@@ -30,8 +30,8 @@ def test_every_table_marker_has_a_renderer():
 def test_training_log_doc_is_what_its_summaries_give(tmp_path):
     from reid_tf import training_log_report
 
-    folder = tmp_path / "training_log"
-    shutil.copytree(os.path.join(REPO, "docs", "training_log"), folder)
+    folder = tmp_path / "training_log_intended"
+    shutil.copytree(os.path.join(REPO, "docs", "training_log_intended"), folder)
     shutil.copytree(os.path.join(REPO, "docs", "benchmarks"), tmp_path / "benchmarks")  # the step's pace
     with open(folder / "doc_template.md", encoding="utf-8") as f:
         template = f.read()
@@ -40,7 +40,7 @@ def test_training_log_doc_is_what_its_summaries_give(tmp_path):
     with open(os.path.join(REPO, "docs", "training_log.md"), encoding="utf-8") as f:
         committed = f.read()
     assert output.read_text(encoding="utf-8") == committed
-    with open(os.path.join(REPO, "docs", "training_log", "verdicts.json"), encoding="utf-8") as f:
+    with open(os.path.join(REPO, "docs", "training_log_intended", "verdicts.json"), encoding="utf-8") as f:
         assert json.load(f) == verdicts
 
 
@@ -65,89 +65,70 @@ def _seed_figures(summaries: list[dict], run: str, metric: str, step: int) -> di
     return out
 
 
-def _d_se(a: dict, b: dict, paired: bool):
+def _paired(a: dict, b: dict):
+    """d, SE and the p of d = 0 and of the TOST (+-0.02) over the seeds both have, with scipy's t."""
     import math
 
     import numpy as np
+    from scipy import stats
 
-    if paired:
-        diffs = np.array([a[s] - b[s] for s in sorted(set(a) & set(b))])
-        d = diffs.mean() if len(diffs) else math.nan
-        return d, diffs.std(ddof=1) / math.sqrt(len(diffs)) if len(diffs) > 1 else math.nan
-    x, y = np.array(list(a.values())), np.array(list(b.values()))
-    d = x.mean() - y.mean() if len(x) and len(y) else math.nan
-    return d, math.hypot(x.std(ddof=1) / math.sqrt(len(x)), y.std(ddof=1) / math.sqrt(len(y))) if min(
-        len(x), len(y)) > 1 else math.nan
+    diffs = np.array([a[s] - b[s] for s in sorted(set(a) & set(b))])
+    d, se, df = diffs.mean(), diffs.std(ddof=1) / math.sqrt(len(diffs)), len(diffs) - 1
+    return d, se, {"difference": 2 * stats.t.sf(abs(d) / se, df),
+                   "equivalence": max(stats.t.sf((d + 0.02) / se, df), stats.t.cdf((d - 0.02) / se, df))}
 
 
-def _by_rule(direction: int, d: float, se: float) -> str:
-    import math
-
-    if not (math.isfinite(d) and math.isfinite(se)):
-        return "cannot tell"
-    if direction == 0:  # a claimed lack of difference, within 0.02
-        return "holds" if abs(d) + 2 * se <= 0.02 else "does not hold" if abs(d) >= 2 * se else "cannot tell"
-    return ("holds" if d * direction > 0 else "does not hold") if abs(d) >= 2 * se else "cannot tell"
-
-
-def _flag(summary: dict, name: str) -> str:
-    return [f.split("=", 1)[1] for f in summary["flags"] if f.startswith(f"--{name}=")][-1]
-
-
-def _testable(summaries: list[dict], v: dict) -> bool:
-    """The rule's 'not testable here', from the flags in the summaries: two input sizes whose
-    stand-in raw features differ, or two continuations of one run of which neither moves."""
-    import re
-
-    if v["compared_with"] in (None, v["row"]):
-        return True
-    both = [s for s in summaries if s["run"] in (v["row"], v["compared_with"])]
-    sizes = {(int(_flag(s, "image_height")), int(_flag(s, "image_width"))) for s in both}
-    if len(sizes) == 2:
-        small, large = (f"standin_features_{h}x{w}" for h, w in sorted(sizes, key=lambda hw: hw[0] * hw[1]))
-        d, se = _d_se(_seed_figures(summaries, large, "mAP", 0), _seed_figures(summaries, small, "mAP", 0), True)
-        if _by_rule(0, d, se) == "does not hold":
-            return False
-    starts = {(re.sub(r"-seed\d+$", "", os.path.basename(_flag(s, "init_checkpoint"))), s["first_step"]["step"] - 1)
-              for s in both}
-    if len(starts) == 1 and next(iter(starts))[0]:
-        (parent, start), = starts
-        begun = _seed_figures(summaries, parent, v["metric"], start)
-        still = [_by_rule(0, *_d_se(_seed_figures(summaries, run, v["metric"], v["step"]), begun, True)) == "holds"
-                 for run in (v["row"], v["compared_with"])]
-        return not all(still)
-    return True
+def _decided(decisions, direction: int, d: float, p_adjusted: dict) -> str:
+    """The verdict that the rule's table (data) gives: its first matching row, else cannot tell."""
+    claimed = "no difference" if direction == 0 else "difference"
+    for what, test, sign, verdict in decisions:
+        if what == claimed and (p_adjusted.get(test) or 1) < 0.05 and sign in ("any", "claimed" if d * direction > 0
+                                                                              else "other"):
+            return verdict
+    return "cannot tell"
 
 
 def test_every_committed_verdict_is_what_the_rule_gives_from_the_summaries():
-    import math
+    """The figures from the summary files with scipy, Holm's adjustment over the judged claims' tests,
+    and the verdict from the rule's table (DECISIONS, data), not from a second implementation of it."""
+    from reid_tf.training_log_rule import DECISIONS
 
-    folder = os.path.join(REPO, "docs", "training_log")
+    folder = os.path.join(REPO, "docs", "training_log_intended")
     with open(os.path.join(folder, "verdicts.json"), encoding="utf-8") as f:
         verdicts = json.load(f)
     assert len({v["rule"] for v in verdicts}) == 1
     summaries = _summaries(os.path.join(folder, "runs"))
+    family = []
     for v in verdicts:
         a = _seed_figures(summaries, v["row"], v["metric"], v["step"])
-        if v["against"] is not None:
-            b, paired = {seed: v["against"] for seed in a}, True
-        else:
-            step = v["step"] if v["compared_step"] is None else v["compared_step"]
-            b, paired = _seed_figures(summaries, v["compared_with"], v["compared_metric"], step), v["paired"]
-        d, se = _d_se(a, b, paired)
-        for key, got in (("mean_difference", d), ("standard_error", se)):
-            assert (v[key] is None) == (not math.isfinite(got)), (v["row"], key)
-            assert v[key] is None or abs(v[key] - got) <= 1e-6, (v["row"], key, v[key], got)
-        expected = _by_rule(v["direction"], d, se)
-        assert v["by_the_rule"] == expected, (v["row"], v["conclusion"])
-        withdrawn = v["row"] in ("resnet_IDE", "resnet_maxpool", "resnet_256")  # b19bb52: "(code has bug!!)", replaced
-        label = "withdrawn" if withdrawn else expected if _testable(summaries, v) else "not testable here"
-        assert v["verdict"] == label, (v["row"], v["conclusion"], v["verdict"], label)
+        b = {seed: v["against"] for seed in a} if v["against"] is not None else _seed_figures(
+            summaries, v["compared_with"], v["compared_metric"],
+            v["step"] if v["compared_step"] is None else v["compared_step"])
+        if v["relative_to"] is not None:
+            a, b = ({k: x / _seed_figures(summaries, run, v["metric"], v["relative_to"])[k] for k, x in fig.items()}
+                    for run, fig in ((v["row"], a), (v["compared_with"], b)))
+        d, se, p = _paired(a, b)
+        assert abs(v["mean_difference"] - d) <= 1e-6 and abs(v["standard_error"] - se) <= 1e-6, v["row"]
+        assert all(abs(v["p"][t] - p[t]) <= 1e-5 * max(1, p[t]) for t in v["p"]), v["row"]
+        judged = v["verdict"] not in ("withdrawn", "not testable here")
+        if v["verdict"] != "withdrawn":
+            assert (v["verdict"] == "not testable here") == (not all(x["met"] for x in v["preconditions"]))
+        family += [(p[t], id(v), t) for t in v["p"] if judged]
+    m, running = len(family), 0.0
+    adjusted = {}
+    for rank, (p, key, t) in enumerate(sorted(family)):  # Holm: (m - rank) p, kept monotone
+        running = max(running, min(1.0, (m - rank) * p))
+        adjusted[key, t] = running
+    for v in verdicts:
+        if v["verdict"] in ("withdrawn", "not testable here"):
+            continue
+        assert all(abs(v["p_adjusted"][t] - adjusted[id(v), t]) <= 1e-5 for t in v["p"]), v["row"]
+        assert v["verdict"] == _decided(DECISIONS, v["direction"], v["mean_difference"], v["p_adjusted"]), v["row"]
 
 
 def test_the_standin_diagnosis_starts_from_the_committed_raw_features():
     """benchmarks/standin_sizes.py's first row re-ran the committed raw-feature runs: the same figures."""
-    folder = os.path.join(REPO, "docs", "training_log")
+    folder = os.path.join(REPO, "docs", "training_log_intended")
     with open(os.path.join(folder, "standin_sizes.json"), encoding="utf-8") as f:
         diagnosis = json.load(f)
     first = diagnosis["rows"][0]

@@ -231,7 +231,7 @@ def test_every_committed_summarys_flags_read_back_into_a_valid_config():
     from reid_tf import config, settings
     from reid_tf.training_log import read_summaries
 
-    for seeds in read_summaries(os.path.join(REPO, "docs", "training_log")).values():
+    for seeds in read_summaries(os.path.join(REPO, "docs", "training_log_intended")).values():
         for s in seeds.values():
             sections = {name: cls(**settings.from_flag_lines(config.SETTINGS[name], s["flags"]))
                         for name, (cls, *_) in config.SECTIONS.items()}
@@ -246,7 +246,7 @@ def _summary(flags: list[str], first_step: int = 1, **extra) -> dict:
 
 
 def test_the_budget_sums_a_runs_own_schedule_from_the_step_it_resumed_at():
-    from reid_tf.training_log_report import budget
+    from reid_tf.training_log_budget import budget
 
     # The 1e-6 continuation: resumed at step 200 of a staircase decay of 0.5 every 100 steps.
     hardest = _summary(["--lr_schedule=exponential", "--initial_learning_rate=1e-6", "--decay_rate=0.5",
@@ -274,7 +274,10 @@ def _run(name: str, seeds: dict[int, dict[int, float]], size: str = "64x32", par
 
 def test_a_claim_is_not_testable_when_the_miniature_cannot_act_on_it():
     from reid_tf.training_log import Claim
-    from reid_tf.training_log_rule import judge
+    from reid_tf.training_log_rule import judge_all
+
+    def judge(summaries, claim):
+        return judge_all(summaries, [claim])[0]
 
     start = {0: {200: 0.90}, 1: {200: 0.93}, 2: {200: 0.95}}
     still = {seed: {250: v[200] + 0.001 * seed} for seed, v in start.items()}
@@ -292,8 +295,30 @@ def test_a_claim_is_not_testable_when_the_miniature_cannot_act_on_it():
             "small": _run("small", {s: {100: 0.8 - 0.01 * s} for s in range(3)})}
     for gap, testable in ((0.0, True), (0.1, False)):
         features = {f"standin_features_{size}": _run(f"standin_features_{size}", {
-            s: {0: 0.4 + 0.01 * s - (gap if size == "72x36" else 0) + 0.002 * s * (size == "72x36")} for s in range(5)},
+            s: {0: 0.4 + 0.01 * s - (gap if size == "72x36" else 0) + 0.002 * (-1) ** s * (size == "72x36")}
+                for s in range(5)},
             size) for size in ("64x32", "72x36")}
         v = judge({**runs, **features}, claim)
         assert v["by_the_rule"] == "holds"
         assert v["verdict"] == ("holds" if testable else "not testable here"), gap
+
+
+def test_a_claims_class_follows_from_the_flags_its_arms_differ_in_and_their_budgets():
+    """The classes are derived, not typed: change what the arms differ in and the class changes."""
+    from reid_tf.training_log import Claim
+    from reid_tf.training_log_classes import classify
+
+    def arm(name, *flags):
+        runs = _run(name, {s: {100: 0.5} for s in range(3)})
+        for s in runs.values():
+            s["flags"] += ["--max_steps=100", "--fc1_init_stddev=0.03", "--initial_learning_rate=1e-4", *flags]
+        return runs
+
+    claim = Claim("a", "augmenting helps", "b", 100, +1)
+    same_in_2017 = {"a": arm("a", "--augment=original_d26b97d"), "b": arm("b", "--augment=none")}
+    assert classify(same_in_2017, claim)["class"] == "no change in the original"
+    other = {"a": arm("a", "--augment=original_d26b97d", "--head=fc"), "b": arm("b", "--augment=none")}
+    assert classify(other, claim)["class"] == "substantive"
+    frozen = {"a": arm("a", "--head=fc"), "b": arm("b", "--initial_learning_rate=1e-8")}  # 100 x 1e-8 << 0.03
+    assert classify(frozen, claim)["class"] == "scale artifact"
+    assert classify(other, Claim("resnet_IDE", "x", "b", 100, +1))["class"] == "withdrawn"

@@ -35,7 +35,7 @@ def main(argv):
         template = os.path.join(FLAGS.training_log, "doc_template.md")
         if not os.path.isfile(template):
             sys.exit(f"--training_log={FLAGS.training_log}: no {template}; name the folder of the re-run's"
-                     " summaries (benchmarks/rerun_log.py --summaries), e.g. docs/training_log")
+                     " summaries (benchmarks/rerun_log.py --summaries), e.g. docs/training_log_intended")
         output = FLAGS.output or "docs/training_log.md"
         with open(template, encoding="utf-8") as f:
             verdicts = training_log_report.write(FLAGS.training_log, output, f.read())
