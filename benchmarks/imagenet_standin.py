@@ -29,7 +29,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from reid_tf import backbones, console, images, synthetic, training_log
+from reid_tf import backbones, console, images, synthetic_attributes, training_log
 from reid_tf import model as model_lib
 
 WEIGHTS_FILE = "resnet50v2_standin.weights.h5"
@@ -57,7 +57,7 @@ def attribute_dataset(csv_path: str, sizes: list[tuple[int, int]], batch: int, s
     with open(csv_path, encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     paths = [os.path.join(root, r["file"]) for r in rows]
-    labels = {k: np.array([int(r[k]) for r in rows], np.int32) for k in synthetic.ATTRIBUTES}
+    labels = {k: np.array([int(r[k]) for r in rows], np.int32) for k in synthetic_attributes.ATTRIBUTES}
     decoded = (tf.data.Dataset.from_tensor_slices((paths, labels)).repeat().shuffle(4096, seed=seed)
                .map(lambda p, t: (images.decode_image(tf.io.read_file(p)), t), num_parallel_calls=tf.data.AUTOTUNE))
 
@@ -78,7 +78,7 @@ def attribute_classifier() -> tuple[keras.Model, keras.Model]:
     x = model_lib.PixelPreprocessing(backbones.preprocessing(BACKBONE))(inputs)
     backbone = backbones.plain_backbone(BACKBONE, (None, None, 3))
     x = keras.layers.GlobalAveragePooling2D()(backbone(x))
-    outputs = {k: keras.layers.Dense(n, name=k)(x) for k, n in synthetic.ATTRIBUTES.items()}
+    outputs = {k: keras.layers.Dense(n, name=k)(x) for k, n in synthetic_attributes.ATTRIBUTES.items()}
     return keras.Model(inputs, outputs, name="attribute_classifier"), backbone
 
 
@@ -108,7 +108,7 @@ def main() -> None:
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
     csv_path = os.path.join(args.output, "attributes.csv")
     if not os.path.exists(csv_path):
-        synthetic.make_attribute_set(args.output, num_ids=args.ids, seed=args.seed)
+        synthetic_attributes.make_attribute_set(args.output, num_ids=args.ids, seed=args.seed)
     keras.utils.set_random_seed(args.seed)
     tf.config.experimental.enable_op_determinism()  # the same file in every session, so summaries from several agree
     classifier, backbone = attribute_classifier()
@@ -116,8 +116,8 @@ def main() -> None:
         0.0, args.steps, alpha=0.0, warmup_target=1e-3, warmup_steps=args.steps // 20)
     classifier.compile(
         optimizer=keras.optimizers.Adam(schedule),
-        loss={k: keras.losses.SparseCategoricalCrossentropy(from_logits=True) for k in synthetic.ATTRIBUTES},
-        metrics={k: ["accuracy"] for k in synthetic.ATTRIBUTES})
+        loss={k: keras.losses.SparseCategoricalCrossentropy(from_logits=True) for k in synthetic_attributes.ATTRIBUTES},
+        metrics={k: ["accuracy"] for k in synthetic_attributes.ATTRIBUTES})
     train = attribute_dataset(csv_path, sizes, args.batch, args.seed)
     history = classifier.fit(train, steps_per_epoch=max(args.steps // 10, 1), epochs=10, verbose=2)
     last = {k: round(float(v[-1]), 4) for k, v in history.history.items()}
@@ -127,7 +127,7 @@ def main() -> None:
     plain.set_weights(backbone.get_weights())
     plain.save_weights(weights + ".tmp.weights.h5")
     os.replace(weights + ".tmp.weights.h5", weights)
-    summary = {"backbone": BACKBONE, "task": {k: f"{n} classes" for k, n in synthetic.ATTRIBUTES.items()},
+    summary = {"backbone": BACKBONE, "task": {k: f"{n} classes" for k, n in synthetic_attributes.ATTRIBUTES.items()},
                "people": args.ids, "images": args.ids * 4, "steps": args.steps, "batch": args.batch,
                "seed": args.seed, "sizes": args.sizes, "final_training_metrics": last,
                "fingerprint": fingerprint(plain), "cpu": training_log.cpu_kind(),

@@ -18,7 +18,7 @@ import sys
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(REPO, "docs", "benchmarks")
 FILES = ("README.md", "docs/benchmarks.md", "docs/trackers_and_galleries.md", "docs/backbones.md",
-         "docs/cpu_kinds.md", "docs/training.md", "docs/original.md", "docs/own_data.md")
+         "docs/cpu_kinds.md", "docs/training.md", "docs/original.md", "docs/own_data.md", "docs/datasets.md")
 MARK = re.compile(r"(<!-- table:(\w+) -->\n)(.*?)(<!-- /table -->)", re.S)
 
 
@@ -362,11 +362,21 @@ def verification_cost() -> str:
             " round: " + ", ".join(f"{x:.2f}" for x in data["ratios"]) + "\n")
 
 
+def domain_shift() -> str:
+    data = _load("domain_shift.json")
+    if not data:
+        return _missing("python benchmarks/domain_shift.py --output_json=docs/benchmarks/domain_shift.json")
+    rows = [[f"`{r['domain']}`", r["description"], f"{r['mAP']:.3f}", f"{r['rank1']:.3f}", f"{100 * r['kept']:.0f} %"]
+            for r in data["rows"]]
+    return (f"`{data['model']}`, trained on the `{data['trained_on']}` domain, on each domain's test split:\n\n"
+            + _table(["domain", "what it draws", "mAP", "rank-1", "of the in-domain mAP"], rows))
+
+
 RENDER = {f.__name__: f for f in (tracker, tracker_short, embedder, embedder_best, embedder_readme, scoring_floor,
                                   gallery_scale, gallery_short, gallery_rule, search_serving, osnet_init,
                                   cpu_kinds, train_step_floor, quickstart, quickstart_short, original_replay,
                                   original_teacher, original_flips, calibration_far, identity_count,
-                                  verification_cost)}
+                                  verification_cost, domain_shift)}
 
 
 def render(text: str) -> str:

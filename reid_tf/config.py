@@ -77,6 +77,10 @@ class DataConfig:
         False, "Score the train-set mAP only at the end of the run, as the original did (once, after"
         " training), not at every validation.", group=ORIGINAL)
     synthetic_ids: int = setting(200, "Identities of the generated synthetic dataset.", lower=4)
+    synthetic_domain: str = setting(
+        "default", "The synthetic dataset's domain: {choices}. Each draws its own people and cameras (light,"
+        " colour cast, backgrounds, resolution, blur, camera count, clothing palette): a domain shift.",
+        choices=phrases.domain_names, words=lambda v, c: "" if v == "default" else f"{v} domain")
     valid_split: str = setting(
         "per_camera", "How held-out identities become queries and gallery: per_camera (one query per"
         " identity and camera, the rest gallery); original (res_data.py's: one query, a second with"

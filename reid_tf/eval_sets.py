@@ -27,7 +27,7 @@ def data_config(model: exported.Exported, dataset: str = "", data_dir: str = "",
     first = cfg.dataset.split(",")[0]  # a run of several datasets: its first
     cfg = dataclasses.replace(cfg, dataset=first, data_dir=data_dir or cfg.data_dir.split(",")[0],
                               cuhk03_labels=labels)
-    where = cfg.data_dir or datasets.synthetic_cache_dir(cfg.synthetic_ids)
+    where = cfg.data_dir or datasets.synthetic_cache_dir(cfg.synthetic_ids, cfg.synthetic_domain)
     print(f"scoring on the test split of --dataset={cfg.dataset} in {where}, the model's own dataset"
           " (--dataset/--data_dir choose another)")
     return cfg

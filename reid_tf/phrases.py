@@ -24,6 +24,12 @@ def torch_named(backbone: str) -> bool:
     return backbone in backbones.torch_named()
 
 
+def domain_names() -> tuple:
+    from reid_tf import synthetic  # the registry of the generator's domains
+
+    return synthetic.DOMAINS.names()
+
+
 def augmentation_names() -> tuple:
     from reid_tf import augment  # the registry: each augmentation registered beside its code
 

@@ -2,19 +2,70 @@
 
 Each identity keeps its clothing colours and pattern, body proportions and accessory; each camera
 brings its own background, illumination, colour cast, noise and blur; each image adds scale and
-position jitter and sometimes an occluder. Deterministic by seed.
+position jitter and sometimes an occluder. Deterministic by seed. A domain (`DOMAINS`) sets the
+ranges its cameras are drawn from, their count, the resolution, and the clothing palette, and
+draws a population of its own: a domain shift anyone can regenerate.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import zlib
 
 import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from reid_tf.registry import Registry
+
 _PATTERNS = ("solid", "hstripes", "vstripes", "checker")
 _ACCESSORIES = ("none", "backpack", "bag", "hat")
+
+
+@dataclasses.dataclass(frozen=True)
+class Domain:
+    """Where a domain's cameras and people are drawn from: each range (low, high) of a uniform draw,
+    the camera count, the resolution the camera sees (then resized up), and the clothing palette
+    (saturation about grey, and a brightness offset)."""
+
+    name: str
+    description: str
+    background: tuple[float, float] = (40, 220)
+    gain: tuple[float, float] = (0.65, 1.3)
+    cast: tuple[float, float, float, float, float, float] = (0.8, 1.2, 0.8, 1.2, 0.8, 1.2)  # low, high per channel
+    noise: tuple[float, float] = (3, 12)
+    blur: tuple[float, float] = (0.3, 1.2)
+    cameras: int = 6
+    resolution: float = 1.0
+    saturation: float = 1.0
+    brightness: float = 0.0
+
+
+DOMAINS: Registry[Domain] = Registry("synthetic domain", "--synthetic_domain")
+for _domain in (
+        Domain("default", "the generator as it has always been: indoor-like light, 6 cameras, full colour"),
+        Domain("night", "dark, noisy and blue-cast low-light cameras, 4 of them, at half resolution",
+               background=(10, 90), gain=(0.3, 0.6), cast=(0.7, 1.0, 0.8, 1.1, 1.0, 1.4), noise=(10, 25),
+               blur=(0.8, 1.8), cameras=4, resolution=0.5),
+        Domain("outdoor", "bright, warm-cast daylight over 8 cameras, summer clothing (light, saturated)",
+               background=(60, 240), gain=(1.1, 1.6), cast=(1.0, 1.3, 0.9, 1.1, 0.7, 0.95), noise=(2, 6),
+               blur=(0.2, 0.6), cameras=8, brightness=40.0),
+        Domain("cctv", "low-resolution, blurred CCTV over 5 cameras, muted winter clothing", background=(70, 160),
+               gain=(0.8, 1.1), noise=(6, 15), blur=(1.0, 2.0), cameras=5, resolution=0.35, saturation=0.45)):
+    DOMAINS.register(_domain.name, _domain, help=_domain.description)
+
+
+def _palette(rgb: np.ndarray, domain: Domain) -> np.ndarray:
+    grey = rgb.mean()
+    return np.clip(grey + domain.saturation * (rgb - grey) + domain.brightness, 0, 255)
+
+
+def _clothed(ident: dict, domain: Domain) -> dict:
+    """An identity's clothing in the domain's palette (the default's: as drawn)."""
+    if domain.saturation == 1.0 and domain.brightness == 0.0:
+        return ident
+    return {**ident, **{k: _palette(ident[k], domain) for k in ("top", "top2", "bottom", "accessory_color")}}
 
 
 def _identity(rng: np.random.Generator) -> dict:
@@ -35,14 +86,17 @@ def _identity(rng: np.random.Generator) -> dict:
     }
 
 
-def _camera(rng: np.random.Generator) -> dict:
+def _camera(rng: np.random.Generator, domain: Domain = DOMAINS["default"]) -> dict:
+    """One camera's nuisances, drawn from the domain's ranges (the same draws for every domain)."""
+    cast = np.array(domain.cast).reshape(3, 2)
     return {
-        "bg": rng.uniform(40, 220, 3),
-        "bg2": rng.uniform(40, 220, 3),
-        "gain": rng.uniform(0.65, 1.3),
-        "cast": rng.uniform(0.8, 1.2, 3),
-        "noise": rng.uniform(3, 12),
-        "blur": rng.uniform(0.3, 1.2),
+        "bg": rng.uniform(*domain.background, 3),
+        "bg2": rng.uniform(*domain.background, 3),
+        "gain": rng.uniform(*domain.gain),
+        "cast": rng.uniform(cast[:, 0], cast[:, 1]),
+        "noise": rng.uniform(*domain.noise),
+        "blur": rng.uniform(*domain.blur),
+        "resolution": domain.resolution,
     }
 
 
@@ -132,7 +186,13 @@ def render_pedestrian(
     img = img * cam["gain"] * cam["cast"]
     img = ndimage.gaussian_filter(img, sigma=(cam["blur"], cam["blur"], 0))
     img = img + rng.normal(0, cam["noise"], img.shape)
-    return np.clip(img, 0, 255).astype(np.uint8)
+    img = np.clip(img, 0, 255).astype(np.uint8)
+    resolution = cam.get("resolution", 1.0)
+    if resolution != 1.0:  # what a camera of lower resolution sees, resized up to the crop's size
+        small = Image.fromarray(img).resize((max(8, round(width * resolution)), max(8, round(height * resolution))),
+                                            Image.BILINEAR)
+        img = np.asarray(small.resize((width, height), Image.BILINEAR))
+    return img
 
 
 def _name(pid: int, cam: int, frame: int, idx: int) -> str:
@@ -151,17 +211,22 @@ def make_synthetic_market(
     seed: int = 0,
     num_junk: int = 20,
     num_distractors: int = 20,
+    domain: str = "default",
 ) -> dict[str, int]:
     """Write a Market-1501-layout folder; half the identities train, half test.
 
     Every identity appears in 2..num_cameras cameras, `images_per_camera` images each. Test
     identities give one query per camera; the gallery also gets junk (-1) and distractor
-    (0000) images. Returns the number of images per split.
+    (0000) images. A domain other than the default has its own camera count and draws its own
+    population (the seed and the domain's name seed it). Returns the number of images per split.
     """
+    look = DOMAINS.lookup(domain)
+    if domain != "default":
+        num_cameras = look.cameras
     if num_ids < 2 or num_cameras < 2 or images_per_camera < 1:
         raise ValueError("need num_ids >= 2, num_cameras >= 2 and images_per_camera >= 1")
-    rng = np.random.default_rng(seed)
-    cameras = [_camera(rng) for _ in range(num_cameras)]
+    rng = np.random.default_rng(seed if domain == "default" else [seed, zlib.crc32(domain.encode())])
+    cameras = [_camera(rng, look) for _ in range(num_cameras)]
     pids = rng.permutation(np.arange(1, 2 * num_ids + 1))[:num_ids]
     train_pids = set(pids[: num_ids // 2 + num_ids % 2].tolist())
     dirs = {k: os.path.join(output_dir, k) for k in ("bounding_box_train", "query", "bounding_box_test")}
@@ -177,7 +242,7 @@ def make_synthetic_market(
         counts[split] += 1
 
     for pid in sorted(pids.tolist()):
-        ident = _identity(rng)
+        ident = _clothed(_identity(rng), look)
         n_cams = rng.integers(2, num_cameras + 1)
         for cam in sorted(rng.choice(num_cameras, size=n_cams, replace=False).tolist()):
             for i in range(images_per_camera):
@@ -188,52 +253,12 @@ def make_synthetic_market(
                     save("query" if i == 0 else "bounding_box_test", pid, cam, img)
     for _ in range(num_distractors):  # distractors: people of no query identity
         cam = int(rng.integers(num_cameras))
-        save("bounding_box_test", 0, cam, render_pedestrian(_identity(rng), cameras[cam], rng, height, width))
+        save("bounding_box_test", 0, cam, render_pedestrian(_clothed(_identity(rng), look), cameras[cam], rng, height,
+                                                            width))
     for _ in range(num_junk):  # junk: badly cropped fragments
         cam = int(rng.integers(num_cameras))
-        img = render_pedestrian(_identity(rng), cameras[cam], rng, height, width)
+        img = render_pedestrian(_clothed(_identity(rng), look), cameras[cam], rng, height, width)
         y0 = int(rng.integers(0, height // 2))
         img = np.array(Image.fromarray(img[y0 : y0 + height // 3]).resize((width, height)))
         save("bounding_box_test", -1, cam, img)
     return counts
-
-
-# ---------------------------------------------------------------------------- attributes
-
-# Coarse attributes of a synthetic person, each a class: the colour names of the top and the
-# bottom (each RGB channel dark or light: 8 colours), the top's pattern and the accessory.
-ATTRIBUTES = {"top": 8, "bottom": 8, "pattern": len(_PATTERNS), "accessory": len(_ACCESSORIES)}
-
-
-def attribute_labels(ident: dict) -> dict[str, int]:
-    """The class of each of `ATTRIBUTES` for an identity."""
-    def colour(rgb):
-        light = np.asarray(rgb) > 127.5
-        return int(light[0] * 4 + light[1] * 2 + light[2])
-
-    return {"top": colour(ident["top"]), "bottom": colour(ident["bottom"]),
-            "pattern": _PATTERNS.index(ident["pattern"]), "accessory": _ACCESSORIES.index(ident["accessory"])}
-
-
-def make_attribute_set(output_dir: str, num_ids: int = 2000, images_per_id: int = 4,
-                       num_cameras: int = 8, height: int = 128, width: int = 64, seed: int = 101) -> str:
-    """A population of people of its own (identities and cameras drawn from `seed`) with their
-    attributes: images in `output_dir/images/` and `output_dir/attributes.csv` (file, then one
-    column per attribute). Returns the CSV's path."""
-    rng = np.random.default_rng(seed)
-    cameras = [_camera(rng) for _ in range(num_cameras)]
-    folder = os.path.join(output_dir, "images")
-    os.makedirs(folder, exist_ok=True)
-    lines = ["file," + ",".join(ATTRIBUTES)]
-    for person in range(num_ids):
-        ident = _identity(rng)
-        labels = attribute_labels(ident)
-        for i in range(images_per_id):
-            name = f"{person:05d}_{i}.jpg"
-            img = render_pedestrian(ident, cameras[rng.integers(num_cameras)], rng, height, width)
-            Image.fromarray(img).save(os.path.join(folder, name), quality=92)
-            lines.append(f"images/{name}," + ",".join(str(labels[k]) for k in ATTRIBUTES))
-    path = os.path.join(output_dir, "attributes.csv")
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")
-    return path
