@@ -30,6 +30,8 @@ setup(
         "kubernetes": ["kubernetes"],
         # tools/gallery.py's exact search on faiss's flat index (numpy gives the same results without it).
         "search": ["faiss-cpu"],
+        # Pseudo-identities of unlabeled target images (reid_tf.clusters): scikit-learn's DBSCAN and NMI.
+        "adapt": ["scikit-learn"],
         # tools/convert_torchreid.py reads PyTorch checkpoints; its CPU build is enough.
         "torch": ["torch"],
         # The tests check our networks against torchreid's own model files, and the tracker export against
@@ -37,6 +39,6 @@ setup(
         # wheel, or PyTorch's CPU index); torchreid 0.2.5 is the deep-person-reid code packaged for pip.
         # pytest-xdist: the suite runs in four worker processes (pyproject.toml's addopts), each test file in one.
         "test": ["pytest", "pytest-xdist", "ruff", "tensorflow-serving-api", "ai-edge-litert", "tf2onnx", "onnxruntime",
-                 "faiss-cpu", "opencv-python-headless", "torch<2.14", "torchreid==0.2.5"],
+                 "faiss-cpu", "opencv-python-headless", "torch<2.14", "torchreid==0.2.5", "scikit-learn"],
     },
 )

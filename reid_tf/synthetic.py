@@ -221,8 +221,7 @@ def make_synthetic_market(
     population (the seed and the domain's name seed it). Returns the number of images per split.
     """
     look = DOMAINS.lookup(domain)
-    if domain != "default":
-        num_cameras = look.cameras
+    num_cameras = num_cameras if domain == "default" else look.cameras
     if num_ids < 2 or num_cameras < 2 or images_per_camera < 1:
         raise ValueError("need num_ids >= 2, num_cameras >= 2 and images_per_camera >= 1")
     rng = np.random.default_rng(seed if domain == "default" else [seed, zlib.crc32(domain.encode())])

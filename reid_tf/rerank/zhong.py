@@ -228,6 +228,27 @@ class KReciprocal:
             shape=(num_all, num_all), dtype=np.float32,
         )
 
+    def jaccard_graph(self) -> sparse.csr_matrix:
+        """The Jaccard distance of the encodings between every two items of a set (built with no
+        gallery: `of_features(features, features[:0])`), as a sparse [N, N] matrix of the pairs whose
+        encodings overlap; every other pair is at distance 1. What clustering a set needs."""
+        v, n = self.queries, self.queries.shape[0]
+        inverted = v.tocsc()
+        per_row = max(1.0, v.nnz / max(n, 1))
+        step = max(1, int(_BLOCK_ELEMENTS // (8 * per_row * per_row)))
+        blocks = []
+        for s in range(0, n, step):
+            block = v[s:min(s + step, n)].tocoo()
+            counts = np.diff(inverted.indptr)[block.col]
+            begin = np.repeat(inverted.indptr[block.col] - np.cumsum(counts) + counts, counts)
+            pos = begin + np.arange(counts.sum())
+            mins = np.minimum(np.repeat(block.data, counts), inverted.data[pos])
+            shared = sparse.coo_matrix((mins, (np.repeat(block.row, counts), inverted.indices[pos])),
+                                       shape=(block.shape[0], n)).tocsr()  # duplicates summed: sum_k min
+            shared.data = 1.0 - shared.data / (2.0 - shared.data)  # rows of V sum to 1
+            blocks.append(shared)
+        return sparse.vstack(blocks).tocsr() if blocks else sparse.csr_matrix((0, 0), dtype=np.float32)
+
     def distances(self, start: int, stop: int, squared: np.ndarray) -> np.ndarray:
         """Re-ranked distances [stop - start, G] of queries start:stop, from their squared plain
         distances to the gallery: lambda x the row-normalised distance + (1 - lambda) x the

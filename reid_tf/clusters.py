@@ -1,0 +1,64 @@
+"""Pseudo-identities of unlabeled images, as Cluster Contrast (Dai et al. 2021) makes them: DBSCAN
+(scikit-learn's) over the k-reciprocal Jaccard distances (reid_tf.rerank's encodings) of the
+L2-normalised features; an image that joins no cluster is an outlier (-1), left out of that epoch.
+And how the clusters compare with true identities, where a set has them (a report, never training)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from reid_tf.errors import ReidError
+from reid_tf.rerank import KReciprocal
+
+
+class ClusteringError(ReidError, ValueError):
+    """A set that cannot be clustered as asked; the message says why and what to do."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ClusterSettings:
+    """Cluster Contrast's defaults for Market-1501-sized sets."""
+
+    eps: float = 0.6  # DBSCAN's neighbourhood, in Jaccard distance
+    min_samples: int = 4
+    k1: int = 30
+    k2: int = 6
+
+
+def jaccard_graph(features: np.ndarray, k1: int = 30, k2: int = 6):
+    """The sparse [N, N] Jaccard distances of the L2-normalised features (pairs not stored: 1)."""
+    f = np.asarray(features, np.float32)
+    f = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+    return KReciprocal.of_features(f, f[:0], k1, k2).jaccard_graph()
+
+
+def pseudo_labels(features: np.ndarray, settings: ClusterSettings = ClusterSettings()) -> np.ndarray:
+    """int [N] cluster of each image, -1 for an outlier."""
+    from sklearn.cluster import DBSCAN
+
+    if len(features) < settings.min_samples + 1:
+        raise ClusteringError(f"{len(features)} target images: a cluster needs at least {settings.min_samples}"
+                              " (--cluster_min_samples); give the target more images")
+    graph = jaccard_graph(features, settings.k1, settings.k2)
+    graph.data = np.maximum(graph.data, 1e-9)  # a stored 0 (identical encodings) must stay a neighbour
+    return DBSCAN(eps=settings.eps, min_samples=settings.min_samples, metric="precomputed").fit_predict(graph)
+
+
+def report(labels: np.ndarray, true_ids: np.ndarray | None = None) -> dict:
+    """clusters and outliers; with the true identities, the clustered images' purity (each cluster's
+    most common identity) and the NMI of the clustered images against them."""
+    labels = np.asarray(labels)
+    kept = labels >= 0
+    out = {"clusters": int(len(np.unique(labels[kept]))), "outliers": int((~kept).sum())}
+    if true_ids is not None and kept.any():
+        from sklearn.metrics import normalized_mutual_info_score
+
+        ids = np.asarray(true_ids)[kept]
+        pairs, pair_counts = np.unique(np.stack([labels[kept], ids], 1), axis=0, return_counts=True)
+        best = np.zeros(labels.max() + 1, np.int64)
+        np.maximum.at(best, pairs[:, 0], pair_counts)
+        out["purity"] = float(best.sum() / kept.sum())
+        out["nmi"] = float(normalized_mutual_info_score(ids, labels[kept]))
+    return out
