@@ -18,24 +18,27 @@ from reid_tf import distribute, group
 from reid_tf.localhost import free_ports
 
 # Runs the trainer with a validation that first sleeps SLOW_VALIDATION seconds (a long one, as
-# Market-1501's takes minutes while the other workers wait in a collective), and, where LEFT_AT
-# names a file, a worker that writes the time into it and takes SLOW_LEAVE seconds to say it has
-# the last barrier's answer (a worker whose answer is slow to arrive).
+# Market-1501's takes minutes while the other workers wait in a collective; where VALIDATING names
+# a file, it is written as the sleep begins), and, where ANSWERED names a file, a worker that takes
+# SLOW_LEAVE seconds to say it has the last barrier's answer (a worker whose answer is slow to
+# arrive) and then writes the time into it.
 SLOW_TRAINER = r"""
 import os, runpy, sys, time
 from tensorflow.python.eager import context
 from reid_tf import evaluate
 real = evaluate.validate
 def slow(*args, **kwargs):
+    if os.environ.get("VALIDATING"):
+        open(os.environ["VALIDATING"], "w").close()
     time.sleep(float(os.environ.get("SLOW_VALIDATION", "0")))
     return real(*args, **kwargs)
 evaluate.validate = slow
 real_set = context.Context.set_config_key_value
 def slow_set(self, key, value):
-    if key.startswith("reid_tf/left/") and os.environ.get("LEFT_AT"):
-        with open(os.environ["LEFT_AT"], "w") as f:
-            f.write(str(time.time()))
+    if key.startswith("reid_tf/left/") and os.environ.get("ANSWERED"):
         time.sleep(float(os.environ["SLOW_LEAVE"]))
+        with open(os.environ["ANSWERED"], "w") as f:
+            f.write(str(time.time()))
     return real_set(self, key, value)
 context.Context.set_config_key_value = slow_set
 sys.argv = ["reid_tf.train"] + sys.argv[1:]
@@ -101,11 +104,11 @@ def test_a_killed_worker_ends_the_group_with_one_line_and_the_restart_resumes(ma
 
 
 def test_a_worker_lost_while_the_chief_validates_ends_the_chief_too(market_dir, tmp_path):
-    out = tmp_path / "run"
+    out, validating = tmp_path / "run", tmp_path / "validating"
     flags = tiny_flags(market_dir, out, eval_every=2, max_steps=100, heartbeat_timeout=3)
-    procs, ports = start([flags] * 2, tmp_path, slow_validation=600)  # the chief validates for 10 minutes
-    wait_for(lambda: checkpoint_steps(str(out))[-1:] >= [2])
-    time.sleep(4)  # the chief is in its validation, the other worker waits in a collective
+    procs, ports = start([flags] * 2, tmp_path, slow_validation=600,  # the chief validates for 10 minutes
+                         env_of=lambda index, ports: {"VALIDATING": str(validating)} if index == 0 else {})
+    wait_for(validating.exists)  # the chief is in its validation
     code, seconds, err = survivor_after_kill(procs, 1)
     assert code != 0 and seconds < 60 and "Traceback" not in err
     expected = LINE.format(index=1, port=ports[1], cause="it stopped sending heartbeats")
@@ -127,11 +130,11 @@ def test_slurm_starts_the_group_without_tf_config(market_dir, tmp_path):
     """srun's environment (faked: one node, two tasks) resolved by TF's SlurmClusterResolver; the
     group ends together, the chief (the coordination service's host) last, even after a worker
     slow to take the last barrier's answer."""
-    out, left_at = tmp_path / "run", tmp_path / "left_at"
+    out, answered = tmp_path / "run", tmp_path / "answered"
     port = free_ports(1)[0]
 
     def slurm(index, ports):
-        slow = {"LEFT_AT": str(left_at), "SLOW_LEAVE": "3"} if index == 1 else {}
+        slow = {"ANSWERED": str(answered), "SLOW_LEAVE": "3"} if index == 1 else {}
         return {"SLURM_PROCID": str(index), "SLURM_STEP_NUM_TASKS": "2", "SLURM_STEP_NODELIST": "localhost",
                 "SLURM_STEP_TASKS_PER_NODE": "2", "TF_CONFIG": "", "CUDA_VISIBLE_DEVICES": "", **slow}
 
@@ -143,7 +146,7 @@ def test_slurm_starts_the_group_without_tf_config(market_dir, tmp_path):
     for proc, output in zip(procs, (chief_err, err)):
         assert proc.returncode == 0, output[-3000:]
         assert "on 2 replica(s) of 2 worker(s)" in output
-    assert chief_left >= float(left_at.read_text()) + 3
+    assert chief_left >= float(answered.read_text())  # the chief left after the slow worker had its answer
     assert checkpoint_steps(str(out)) == [2, 4]
 
 
