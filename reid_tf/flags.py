@@ -2,7 +2,8 @@
 and --help listing the project's flags by group.
 
 Entry points define their flags (the run settings from here, their own options beside them) and
-pass plain values on; library modules never read FLAGS. This module imports no TensorFlow.
+pass plain values on; library modules never read FLAGS. This module imports no TensorFlow itself;
+the registries its choices come from may.
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ def _value(s: Declared, value):
 def define_settings(sections: Iterable[str] = tuple(config.SECTIONS), skip: Iterable[str] = ()) -> list[str]:
     """Define the flags of the declared settings of `sections`, by --help group; returns their names."""
     chosen = [s for name in sections for s in config.SETTINGS[name] if s.name not in set(skip)]
+    for s in chosen:  # the registries' modules first: what they import defines no flag inside a group
+        s.choices  # noqa: B018
     titles = list(dict.fromkeys(s.group for s in chosen))
     for title in titles:
         group(title)
