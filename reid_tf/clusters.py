@@ -40,7 +40,7 @@ def pseudo_labels(features: np.ndarray, settings: ClusterSettings = ClusterSetti
 
     if len(features) < settings.min_samples + 1:
         raise ClusteringError(f"{len(features)} target images: a cluster needs at least {settings.min_samples}"
-                              " (--cluster_min_samples); give the target more images")
+                              " (min_samples); give the target more images")
     graph = jaccard_graph(features, settings.k1, settings.k2)
     graph.data = np.maximum(graph.data, 1e-9)  # a stored 0 (identical encodings) must stay a neighbour
     return DBSCAN(eps=settings.eps, min_samples=settings.min_samples, metric="precomputed").fit_predict(graph)

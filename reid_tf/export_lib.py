@@ -35,6 +35,7 @@ from reid_tf import model as model_lib
 from reid_tf import run_dir as run_dir_lib
 from reid_tf.config import MAX_IMAGE_PIXELS, MAX_IMAGES_PER_REQUEST
 from reid_tf.export_common import copy_in, export_metadata  # noqa: F401 - public here too
+from reid_tf.export_summary import describe  # noqa: F401 - public here too
 from reid_tf.registry import Registry
 from reid_tf.versions import ExportError
 

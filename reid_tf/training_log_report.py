@@ -28,10 +28,10 @@ def _stat(values: dict[int, float]) -> str:
 HISTORY = ("How this rule came to be. A single-seed pilot of 11-29 ran before any rule was written. The first rule"
            " (d against two unpaired standard errors, per test, with no correction) was stated before the"
            " three-seed set; its \"not testable here\" clause was added on 12-06, after all the data were in."
-           " On 12-07 a reviewer's reading of those verdicts (about 18 tests at 12-18 % false calls each,"
-           " same-seed arms compared unpaired) led to this rule: paired, tested, Holm-adjusted over the family,"
-           " with the smallest detectable effect beside every verdict. It too was written after the data, so"
-           " read its verdicts as a re-analysis, not a pre-registered test.")
+           " On 12-07 a reviewer's reading of those verdicts (many tests, each with a sizeable false-call rate"
+           " and no correction; same-seed arms compared unpaired) led to this rule: paired, tested,"
+           " Holm-adjusted over the family, with the smallest detectable effect beside every verdict. It too was"
+           " written after the data, so read its verdicts as a re-analysis, not a pre-registered test.")
 CAVEAT = ("Absolute figures here are not comparable with the log's: another dataset (synthetic), another"
           " protocol, a hundredth of the steps at 2/7 of the size, and a stand-in in place of ImageNet; every"
           " verdict is conditional on that one stand-in.")

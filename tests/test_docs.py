@@ -66,23 +66,27 @@ def _seed_figures(summaries: list[dict], run: str, metric: str, step: int) -> di
 
 
 def _paired(a: dict, b: dict):
-    """d, SE and the p of d = 0 and of the TOST (+-0.02) over the seeds both have, with scipy's t."""
+    """d, SE and the p of d = 0 and of the TOST (+-MARGIN) over the seeds both have, with scipy's t."""
     import math
 
     import numpy as np
     from scipy import stats
 
+    from reid_tf.training_log_rule import MARGIN
+
     diffs = np.array([a[s] - b[s] for s in sorted(set(a) & set(b))])
     d, se, df = diffs.mean(), diffs.std(ddof=1) / math.sqrt(len(diffs)), len(diffs) - 1
     return d, se, {"difference": 2 * stats.t.sf(abs(d) / se, df),
-                   "equivalence": max(stats.t.sf((d + 0.02) / se, df), stats.t.cdf((d - 0.02) / se, df))}
+                   "equivalence": max(stats.t.sf((d + MARGIN) / se, df), stats.t.cdf((d - MARGIN) / se, df))}
 
 
 def _decided(decisions, direction: int, d: float, p_adjusted: dict) -> str:
     """The verdict that the rule's table (data) gives: its first matching row, else cannot tell."""
+    from reid_tf.training_log_rule import ALPHA
+
     claimed = "no difference" if direction == 0 else "difference"
     for what, test, sign, verdict in decisions:
-        if what == claimed and (p_adjusted.get(test) or 1) < 0.05 and sign in ("any", "claimed" if d * direction > 0
+        if what == claimed and (p_adjusted.get(test) or 1) < ALPHA and sign in ("any", "claimed" if d * direction > 0
                                                                               else "other"):
             return verdict
     return "cannot tell"
