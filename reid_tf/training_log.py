@@ -13,6 +13,7 @@ import re
 
 FEATURES = "standin_features"  # the stand-in's raw features, before any row
 WITHDRAWN = ("resnet_IDE", "resnet_maxpool", "resnet_256")  # "(code has bug!!)" / replaced, b19bb52
+NEVER_RAN = {"--augment", "--original_ops"}  # the 2017 code pruned its augmentation: it never ran
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +32,12 @@ class Run:
     @property
     def is_control(self) -> bool:
         return "+" in self.name
+
+    @property
+    def never_ran(self) -> bool:
+        """A control that varies only what the 2017 code never ran: the corrected set drops it."""
+        changed = {o.split("=", 1)[0] for o in self.overrides}
+        return bool(changed) and changed <= NEVER_RAN
 
 
 def _row(name: str, date: str, result: str, parent: str = "") -> Run:
@@ -64,6 +71,10 @@ RUNS = (
              "the same continuation with batch-hard mining", "--mining=batch_hard", parent="resnet_finetuning"),
     _control("resnet_fc+two_fc", "resnet_fc", "the two-fc head of that day at the single fc's lr 1e-6",
              "--head=fc1024", "--fc1_init_stddev=0.0315", "--fc2_init_stddev=0.044", "--head_bn=batch_no_update"),
+    _control("resnet_fc+two_fc_own_lr", "resnet_fc", "the two-fc head of that day at its own lr 1e-4, where it"
+             " can move",
+             "--head=fc1024", "--fc1_init_stddev=0.0315", "--fc2_init_stddev=0.044", "--head_bn=batch_no_update",
+             "--initial_learning_rate=1e-4"),
     _control("resnet_enhance+colour_only", "resnet_enhance", "only the hue and brightness ops",
              "--original_ops=hue,brightness"),
     _control("resnet_enhance+crop_only", "resnet_enhance", "only the crop-resize op", "--original_ops=crop"),

@@ -11,12 +11,11 @@ import re
 
 import numpy as np
 
-from reid_tf.training_log import RUNS, WITHDRAWN, Claim
+from reid_tf.training_log import NEVER_RAN, RUNS, WITHDRAWN, Claim
 from reid_tf.training_log_rule import figures, flag
 
 CLASSES = ("substantive", "sanity check", "by construction", "scale artifact", "no change in the original",
            "withdrawn")
-NEVER_RAN = {"--augment", "--original_ops"}  # the 2017 code pruned its augmentation: it never ran
 SCORING = {"--k1", "--k2", "--lambda_value", "--rerank_impl", "--eval_rerank"}  # re-ranking only
 UNMOVED = 0.01  # an arm whose summed lr is under this fraction of its head's initial sd cannot move it
 

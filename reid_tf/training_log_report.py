@@ -173,13 +173,15 @@ def seeds_section(summaries: dict) -> list[str]:
     out = ["### The seeds", "", "Each run's mAP at its last step, seed by seed:", "",
            "| run | step | " + " | ".join(f"seed {s}" for s in range(5)) + " |", "|---|---|" + "---|" * 5]
     for run in RUNS:
+        if run.is_control and not summaries.get(run.name):
+            continue  # a control this set did not run
         step = last_step(summaries, run.name)
         f = figures(summaries, run.name, "mAP", step)
         out.append(f"| `{run.name}` | {step or '–'} | " + " | ".join(f"{f[s]:.3f}" if s in f else "–" for s in range(5))
                    + " |")
     out += ["", "### The controls", "", "| control | what it changes | seeds | step | mAP |", "|---|---|---|---|---|"]
     for run in RUNS:
-        if run.is_control:
+        if run.is_control and summaries.get(run.name):
             step = last_step(summaries, run.name)
             out.append(f"| `{run.name}` | {run.what} | {len(summaries.get(run.name, {}))} | {step or '–'} | "
                        f"{_stat(figures(summaries, run.name, 'mAP', step))} |")
