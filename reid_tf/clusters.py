@@ -25,22 +25,39 @@ class ClusterSettings:
     min_samples: int = 4
     k1: int = 30
     k2: int = 6
+    camera_centred: bool = True  # each camera's mean feature taken out first, where cameras are known
 
 
 def jaccard_graph(features: np.ndarray, k1: int = 30, k2: int = 6):
-    """The sparse [N, N] Jaccard distances of the L2-normalised features (pairs not stored: 1)."""
+    """The sparse [N, N] Jaccard distances of the L2-normalised features (pairs not stored: 1), as
+    Cluster Contrast computes them (KReciprocal.for_clustering)."""
     f = np.asarray(features, np.float32)
     f = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
-    return KReciprocal.of_features(f, f[:0], k1, k2).jaccard_graph()
+    return KReciprocal.for_clustering(f, k1, k2).jaccard_graph()
 
 
-def pseudo_labels(features: np.ndarray, settings: ClusterSettings = ClusterSettings()) -> np.ndarray:
-    """int [N] cluster of each image, -1 for an outlier."""
+def camera_centred(features: np.ndarray, cameras: np.ndarray) -> np.ndarray:
+    """The L2-normalised features less their camera's mean: what a camera adds to all its images (its
+    light, colour cast, background) left out, so that clusters form across cameras, not by camera."""
+    f = np.asarray(features, np.float32)
+    f = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+    _, camera = np.unique(cameras, return_inverse=True)
+    sums = np.zeros((camera.max() + 1, f.shape[1]), np.float32)
+    np.add.at(sums, camera, f)
+    return f - (sums / np.bincount(camera)[:, None].astype(np.float32))[camera]
+
+
+def pseudo_labels(features: np.ndarray, settings: ClusterSettings = ClusterSettings(),
+                  cameras: np.ndarray | None = None) -> np.ndarray:
+    """int [N] cluster of each image, -1 for an outlier; `cameras` (camera ids, -1: unknown) lets
+    `settings.camera_centred` take each camera's mean out first."""
     from sklearn.cluster import DBSCAN
 
     if len(features) < settings.min_samples + 1:
         raise ClusteringError(f"{len(features)} target images: a cluster needs at least {settings.min_samples}"
                               " (min_samples); give the target more images")
+    if settings.camera_centred and cameras is not None and len(np.unique(cameras)) > 1 and (cameras >= 0).all():
+        features = camera_centred(features, cameras)
     graph = jaccard_graph(features, settings.k1, settings.k2)
     graph.data = np.maximum(graph.data, 1e-9)  # a stored 0 (identical encodings) must stay a neighbour
     return DBSCAN(eps=settings.eps, min_samples=settings.min_samples, metric="precomputed").fit_predict(graph)

@@ -12,7 +12,8 @@ import json
 import math
 from dataclasses import dataclass, field
 
-from reid_tf import phrases
+from reid_tf import adapt_settings, phrases
+from reid_tf.adapt_settings import AdaptConfig
 from reid_tf.constants import DISTRACTOR_PID, JUNK_PID, MAX_IMAGE_PIXELS, MAX_IMAGES_PER_REQUEST  # noqa: F401
 from reid_tf.settings import ConfigError, Declared, check_fields, declared, from_flag_lines, setting  # noqa: F401
 
@@ -298,7 +299,8 @@ class ScoringConfig:
 
 SECTIONS = {"data": (DataConfig, "Data", "training"), "model": (ModelConfig, "Model", "model"),
             "loss": (LossConfig, "Loss", "loss"), "optimizer": (OptimizerConfig, "Optimiser", "training"),
-            "train": (TrainConfig, "Run", "training"), "scoring": (ScoringConfig, "Scoring", "training")}
+            "train": (TrainConfig, "Run", "training"), "scoring": (ScoringConfig, "Scoring", "training"),
+            "adapt": (AdaptConfig, adapt_settings.GROUP, "training")}
 SETTINGS: dict[str, list[Declared]] = {
     name: declared(cls, name, group, column) for name, (cls, group, column) in SECTIONS.items()}
 ALL_SETTINGS = [s for section in SETTINGS.values() for s in section]
@@ -313,6 +315,7 @@ class RunConfig:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    adapt: AdaptConfig = field(default_factory=AdaptConfig)
 
     def validate(self) -> RunConfig:
         """The config itself once every declared bound and every rule holds; else one ConfigError."""

@@ -84,13 +84,17 @@ def total_loss(
 def make_train_step(
     model: keras.Model, optimizer: keras.optimizers.Optimizer, strategy: tf.distribute.Strategy,
     loss_cfg: config_lib.LossConfig, jit_compile: bool, head: IdentityHead | None = None,
-    weight_decay: float = 0.0, keep_embeddings: bool = False,
+    weight_decay: float = 0.0, keep_embeddings: bool = False, loss_fn: Callable | None = None,
+    after_update: Callable[[dict], None] | None = None,
 ):
     """A tf.function running one step on the next global batch of a distributed iterator.
 
     Returns (total loss, statistics); the total is the triplet loss alone unless the ID loss,
     the center loss or weight decay are on. The statistics hold the learning rate the step used,
     and with `keep_embeddings` the global batch's train-mode embeddings (a replay's trace).
+    `loss_fn(outputs, labels, gather)` replaces those losses (adaptation's contrastive loss), and
+    `after_update(stats)` runs once per step in cross-replica context after the weights moved; the
+    statistics whose names start with "_" reach it only.
     """
     head = head or IdentityHead()
     variables = model.trainable_variables + head.trainable_variables()
@@ -105,8 +109,8 @@ def make_train_step(
 
         with tf.GradientTape(persistent=head.centers is not None) as tape:
             outputs = model(images, training=True)
-            loss, stats = total_loss(outputs, pids, loss_cfg, head, weight_decay, variables,
-                                               gather)
+            loss, stats = (loss_fn(outputs, pids, gather) if loss_fn else
+                           total_loss(outputs, pids, loss_cfg, head, weight_decay, variables, gather))
             # Each replica holds the global loss; the sum of the replicas' gradients is its gradient.
             scaled = loss / ctx.num_replicas_in_sync
             if head.centers is not None:
@@ -133,7 +137,10 @@ def make_train_step(
     def global_step(images, pids):
         loss, stats = strategy.run(replica_step, args=(images, pids))
         first = strategy.experimental_local_results  # every replica holds the same global values
-        return first(loss)[0], {k: first(v)[0] for k, v in stats.items()}
+        stats = {k: first(v)[0] for k, v in stats.items()}
+        if after_update:
+            after_update(stats)
+        return first(loss)[0], {k: v for k, v in stats.items() if not k.startswith("_")}
 
     # XLA compiles the whole step, optimiser update included; the iterator stays outside it. The
     # step has no tensor-dependent Python control flow: AutoGraph's source rewrite of it and of

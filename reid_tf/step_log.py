@@ -48,7 +48,10 @@ class Pace:
 
 
 def losses_line(loss: float, stats: dict) -> str:
-    """The step's losses, labelled: the triplet loss alone, or the total and its parts."""
+    """The step's losses, labelled: the triplet loss alone, the total and its parts, or an
+    adaptation's contrastive loss and how often the memory's nearest centroid is the batch's own."""
+    if "contrastive_loss" in stats:
+        return f"contrastive loss {loss:.4f}  memory acc {float(stats['memory_accuracy']):.3f}"
     if "triplet_loss" not in stats:
         return f"triplet loss {loss:.4f}"
     parts = [f"{label} {float(stats[key]):.4f}" for key, label in (

@@ -7,23 +7,22 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 import os
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import keras
 import tensorflow as tf
 from absl import logging
 
-from reid_tf import config as config_lib
 from reid_tf import (
+    adapt,
     data,
     datasets,
     distribute,
     evaluate,
     export_lib,
     group,
+    hooks,
     objective,
     optim,
     projector,
@@ -31,18 +30,20 @@ from reid_tf import (
     run_dir,
     step_log,
 )
+from reid_tf import config as config_lib
 from reid_tf import model as model_lib
 from reid_tf.metrics import MetricsError
-from reid_tf.resume import StopSignal, TrainingError, warm_start
+from reid_tf.resume import TrainingError, warm_start
 from reid_tf.settings import ConfigError
 from reid_tf.validation import Validation, check_splits
 
 
 def run(config: config_lib.RunConfig, output_dir: str, flags_text: str | None = None,
         strategy: tf.distribute.Strategy | None = None, note: str | None = None,
-        end_process: Callable[[str], None] | None = None) -> dict:
+        end_process: Callable[[str], None] | None = None, extra_hooks: Sequence[hooks.Hook] = ()) -> dict:
     """Train as configured into output_dir (resuming it if it holds a run); returns a summary.
-    `end_process(line)`: how the command ends this worker when the group watch sees another lost.
+    `end_process(line)`: how the command ends this worker when the group watch sees another lost;
+    `extra_hooks` run after validation's and before the stop's (a test's fault, say).
 
     Under several workers every worker calls this with the same config; the chief alone writes
     the run folder and holds its lock. `note` (the experiment's conclusion, say) is kept in the
@@ -70,7 +71,7 @@ def run(config: config_lib.RunConfig, output_dir: str, flags_text: str | None = 
             if role.is_chief:
                 run_dir.prepare(output_dir, config, flags_text, note)
             try:
-                return _train(config, output_dir, strategy, role, watch)
+                return _train(config, output_dir, strategy, role, watch, extra_hooks)
             except TrainingError as e:
                 if role.is_chief:
                     run_dir.record_stop(output_dir, str(e))
@@ -88,16 +89,18 @@ class TrainingState:
     head: objective.IdentityHead
     optimizer: keras.optimizers.Optimizer
     step: tf.Variable
+    memory: adapt.ClusterMemory | None = None
 
     def checkpoint(self) -> tf.train.Checkpoint:
         return tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, step=self.step,
-                                   **self.head.trackables())
+                                   **self.head.trackables(), **(self.memory.trackables() if self.memory else {}))
 
 
 def build_state(config: config_lib.RunConfig, strategy: tf.distribute.Strategy, num_classes: int,
-                restoring: bool = False) -> TrainingState:
+                restoring: bool = False, target_images: int = 0) -> TrainingState:
     """The run's model, identity head and built optimiser at step 0, in the strategy's scope;
-    `restoring`: a checkpoint will overwrite the weights, so no backbone weights are read."""
+    `restoring`: a checkpoint will overwrite the weights, so no backbone weights are read;
+    `target_images`: an adaptation's target, whose cluster memory is made too."""
     t = config.train
     with strategy.scope():
         model = model_lib.build_run_model(config, backbone_weights="none" if restoring else None)
@@ -106,7 +109,8 @@ def build_state(config: config_lib.RunConfig, strategy: tf.distribute.Strategy, 
         optimizer = optim.build_optimizer(config.optimizer, t.mixed_precision)
         optimizer.build(model.trainable_variables + head.trainable_variables())
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-    return TrainingState(model, head, optimizer, step)
+        memory = adapt.ClusterMemory(target_images, features.shape[-1]) if target_images else None
+    return TrainingState(model, head, optimizer, step, memory)
 
 
 def _restore(state: TrainingState, t: config_lib.TrainConfig, run_checkpoints: str) -> str | None:
@@ -141,9 +145,9 @@ def _source(config: config_lib.RunConfig) -> tuple[dict | None, replay.Batches |
     return splits, None, len({r.pid for r in splits["train"]})
 
 
-def _iterator(config: config_lib.RunConfig, strategy: tf.distribute.Strategy, splits: dict | None,
+def _iterator(config: config_lib.RunConfig, strategy: tf.distribute.Strategy, records: list | None,
               batches: replay.Batches | None, start: int):
-    """The distributed iterator of global batches, from `start` on."""
+    """The distributed iterator of global batches of `records` (or of the replayed batches), from `start` on."""
     t, d = config.train, config.data
     if batches is not None:
         if batches.steps < t.max_steps - start:
@@ -158,7 +162,7 @@ def _iterator(config: config_lib.RunConfig, strategy: tf.distribute.Strategy, sp
         # Each worker decodes only its slice of every global batch; a resumed run continues
         # with fresh batches, since the stream's seed includes the start step.
         return data.train_dataset(
-            splits["train"], d.return_id_num, d.image_num_every_id, d.image_height, d.image_width,
+            records, d.return_id_num, d.image_num_every_id, d.image_height, d.image_width,
             d.augment, seed=t.seed + 7919 * start, num_shards=ctx.num_input_pipelines,
             shard=ctx.input_pipeline_id, batch_size=ctx.get_per_replica_batch_size(batch), crop=d.crop,
             original_ops=d.original_ops)
@@ -167,72 +171,57 @@ def _iterator(config: config_lib.RunConfig, strategy: tf.distribute.Strategy, sp
 
 
 def _train(config: config_lib.RunConfig, output_dir: str, strategy: tf.distribute.Strategy,
-           role: distribute.Role, watch: group.GroupWatch) -> dict:
+           role: distribute.Role, watch: group.GroupWatch, extra_hooks: Sequence[hooks.Hook] = ()) -> dict:
     t, d = config.train, config.data
     keras.utils.set_random_seed(t.seed)  # weights, dropout: a run is repeatable from its seed
     run_checkpoints = os.path.join(output_dir, run_dir.CHECKPOINTS)
     splits, batches, num_classes = _source(config)
+    target = adapt.load_target(config) if config.adapt.adapt_to else None
     restoring = run_dir.has_checkpoint(output_dir) or bool(t.init_checkpoint)  # either overwrites the weights
-    state = build_state(config, strategy, num_classes, restoring)
+    state = build_state(config, strategy, num_classes, restoring, len(target.records) if target else 0)
     checkpoint_dir = distribute.CheckpointDir(run_checkpoints, role)
     manager = tf.train.CheckpointManager(state.checkpoint(), checkpoint_dir.path, max_to_keep=t.keep_checkpoints)
     latest = _restore(state, t, run_checkpoints)
-    model, step, start = state.model, state.step, int(state.step.numpy())
-    iterator = _iterator(config, strategy, splits, batches, start)
-
-    def save(at_step):
-        nonlocal latest
-        latest = manager.save(checkpoint_number=at_step)  # a collective: every worker saves
-        checkpoint_dir.after_save()
-
-    train_step = objective.make_train_step(model, state.optimizer, strategy, config.loss, t.jit_compile, state.head,
-                                           config.optimizer.weight_decay, batches is not None)
-    embed = evaluate.keras_embed_fn(model)
+    start = int(state.step.numpy())
+    train_step = objective.make_train_step(state.model, state.optimizer, strategy, config.loss, t.jit_compile,
+                                           state.head, config.optimizer.weight_decay, batches is not None)
+    loop = hooks.Loop(train_step, _iterator(config, strategy, splits and splits["train"], batches, start), state.step,
+                      t.max_steps)
+    embed = evaluate.keras_embed_fn(state.model)
     validation = Validation(config, output_dir, splits, embed, role, start) if splits else None
-    if start == 0 and t.eval_before_training and validation:
-        validation(0)
     logging.info("training %s from step %d to %d on %d replica(s) of %d worker(s), batch %d"
-                 " (P=%d x K=%d)%s", model.name, start, t.max_steps, strategy.num_replicas_in_sync,
+                 " (P=%d x K=%d)%s", state.model.name, start, t.max_steps, strategy.num_replicas_in_sync,
                  role.num_workers, d.return_id_num * d.image_num_every_id, d.return_id_num, d.image_num_every_id,
                  f", replaying {t.replay_batches}" if batches else "")
-    any_worker = distribute.make_any_worker(strategy)
-    current, last, report = start, None, step_log.StepReport(config, output_dir, role, start)
-    with StopSignal() as stop, contextlib.closing(checkpoint_dir), contextlib.closing(report):
-        while current < t.max_steps:
-            began = time.perf_counter()
-            loss, stats = train_step(iterator)
-            loss = float(loss)
-            report.pace.add(time.perf_counter() - began)
-            if not math.isfinite(loss):
-                raise TrainingError(f"the loss became {loss} at step {current + 1}: training stopped; the"
-                                    f" last good checkpoint {latest or '(none yet)'} is kept")
-            current = int(step.assign_add(1).numpy())
-            report(current, loss, stats)
-            if current % t.checkpoint_every == 0:
-                save(current)
-            if current % t.eval_every == 0 and validation:
-                last = validation(current)
-            # Every worker stops at the same step, or the others would wait in a collective.
-            if any_worker(stop.received is not None):
-                if not latest or not latest.endswith(f"-{current}"):
-                    save(current)
-                reason = stop.received or "a signal to another worker"
-                logging.info("%s: saved step %d, stopping", reason, current)
-                watch.stop()
-                distribute.leave_together(strategy)
-                return {"step": current, "stopped_by": reason, "best": validation.best if validation else None}
+    report = step_log.StepReport(config, output_dir, role, start)
+    chain = [hooks.ReportHook(report)]
+    if target:
+        chain.append(_adapt_hook(config, strategy, state, target, embed, output_dir, role))
+    chain.append(hooks.CheckpointHook(manager, checkpoint_dir, t.checkpoint_every, latest))
+    if validation:
+        chain.append(hooks.ValidationHook(validation, t.eval_every, t.eval_before_training))
+    chain += [*extra_hooks, hooks.StopHook(distribute.make_any_worker(strategy))]
+    if role.is_chief and validation:
+        chain.append(hooks.FinishHook(lambda lp: _finish(state.model, config, output_dir, lp.current,
+                                                         lp.last_validation, validation, splits, embed)))
+    chain.append(hooks.LeaveTogetherHook(strategy, watch))
+    loop = hooks.train(loop, chain)
+    if loop.stopped_by:
+        return {"step": loop.current, "stopped_by": loop.stopped_by, "best": validation.best if validation else None}
+    summary = {"step": loop.current, "final": None, "best": None, "export": None, **loop.summary}
+    return summary if role.is_chief else {k: summary[k] for k in ("step", "final", "best", "export")}
 
-        # The end: a SIGTERM from here on lets the checkpoint, validation and export finish.
-        if not latest or not latest.endswith(f"-{current}"):
-            save(current)
-        summary = {"step": current, "final": None, "best": None, "export": None}
-        if role.is_chief and validation:
-            summary = _finish(model, config, output_dir, current, last, validation, splits, embed)
-        # Every worker leaves together: one that left while the chief still exported would end
-        # its part of the coordination service, and a worker still at work would take it for lost.
-        watch.stop()
-        distribute.leave_together(strategy)
-    return {**summary, "images_per_s": report.pace.images_per_second()} if role.is_chief else summary
+
+def _adapt_hook(config: config_lib.RunConfig, strategy: tf.distribute.Strategy, state: TrainingState,
+                target: adapt.Target, embed, output_dir: str, role: distribute.Role) -> adapt.AdaptHook:
+    """The hook that clusters the target and trains on it with the contrastive step."""
+    a = config.adapt
+    step = objective.make_train_step(state.model, state.optimizer, strategy, config.loss, config.train.jit_compile,
+                                     loss_fn=state.memory.loss_fn(a.temperature),
+                                     after_update=state.memory.updater(a.memory_momentum))
+    return adapt.AdaptHook(config, target, state.memory, embed, step,
+                           lambda records, start: _iterator(config, strategy, records, None, start), output_dir,
+                           role.is_chief)
 
 
 def _finish(model: keras.Model, config: config_lib.RunConfig, output_dir: str, current: int, last: dict | None,
@@ -241,7 +230,7 @@ def _finish(model: keras.Model, config: config_lib.RunConfig, output_dir: str, c
     the export; returns the run's summary."""
     d = config.data
     if last is None:  # a finished run started again has nothing new to score
-        previous = run_dir.read_validations(validation.path)[-1:]
+        previous = [r for r in run_dir.read_validations(validation.path) if "mAP" in r][-1:]
         last = previous[0] if previous and previous[0]["step"] == current else None
     final = last if last is not None and last["step"] == current else validation(current)
     if config.train.projector and splits["valid"][0]:

@@ -52,7 +52,7 @@ def test_command_line_tool(tmp_path):
     assert len(os.listdir(tmp_path / "bounding_box_train")) >= 2
 
 
-def test_untrained_scores_low_and_training_learns(tmp_path):
+def test_untrained_scores_low_and_training_learns(tmp_path, monkeypatch):
     """The embedded default dataset is hard for an untrained network and learnable."""
     root = str(tmp_path / "data")
     synthetic.make_synthetic_market(root, num_ids=80, num_cameras=4, images_per_camera=3,
@@ -78,14 +78,11 @@ def test_untrained_scores_low_and_training_learns(tmp_path):
         g = evaluate.embed_records(embed, splits["gallery"], 64, 32)
         return evaluate.score(q[0], g[0], q[1], g[1], q[2], g[2])["mAP"]
 
-    objective.make_train_step, original = spy, objective.make_train_step
-    try:
-        keras.utils.set_random_seed(0)  # the untrained network's weights, fixed: its score is a bound below
-        before_model = model_lib.build_run_model(config)
-        before = test_map(before_model)
-        train_lib.run(config, str(tmp_path / "run"))
-    finally:
-        objective.make_train_step = original
+    monkeypatch.setattr(objective, "make_train_step", spy)
+    keras.utils.set_random_seed(0)  # the untrained network's weights, fixed: its score is a bound below
+    before_model = model_lib.build_run_model(config)
+    before = test_map(before_model)
+    train_lib.run(config, str(tmp_path / "run"))
     after = test_map(seen[0])
     assert before < 0.2
     # 90 steps of 8 x 4 images at 3x the quickstart's learning rate: on the way, not there (the

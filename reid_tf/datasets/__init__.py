@@ -11,7 +11,14 @@ from typing import TYPE_CHECKING
 
 from absl import logging
 
-from reid_tf.datasets import csv_list, generated, identity_folders, market, msmt17  # noqa: F401 - each registers its layouts
+from reid_tf.datasets import (  # noqa: F401 - each registers its layouts
+    csv_list,
+    generated,
+    identity_folders,
+    market,
+    msmt17,
+    unlabeled,
+)
 from reid_tf.datasets.generated import ensure_synthetic, synthetic_cache_dir
 from reid_tf.datasets.records import DatasetError, Record, drop_unreadable, offset, relabel
 from reid_tf.datasets.registry import REGISTRY, DatasetSpec
@@ -55,6 +62,9 @@ def load_training_sets(cfg: DataConfig) -> list[list[Record]]:
         records = load_dataset(name, folder, cfg)["train"]
         if not records:
             raise DatasetError(f"no training images found for --dataset={name} in --data_dir={folder!r}")
+        if all(r.pid < 0 for r in records):
+            raise DatasetError(f"--dataset={name} (--data_dir={folder}) has no identity labels to train on: adapt"
+                               f" to it instead (--adapt_to={name} --adapt_data_dir={folder})")
         records = offset(drop_unreadable(records), pid_offset, camid_offset)
         sets.append(records)
         pid_offset = max(r.pid for r in records) + 1

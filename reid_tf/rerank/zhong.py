@@ -115,6 +115,52 @@ def _keep_nearest(best: np.ndarray, best_index: np.ndarray, rows: slice, d: np.n
     best[at], best_index[at] = all_values[chosen], all_indices[chosen]
 
 
+def _squared_of(features: np.ndarray):
+    """(squared_block, squared_pairs) of a feature matrix: KReciprocal's two views of its distances."""
+    sq_norms = np.einsum("ij,ij->i", features, features)
+
+    def squared_block(rows: slice, cols: slice) -> np.ndarray:
+        d = features[rows] @ features[cols].T
+        d *= -2.0
+        d += sq_norms[rows, None]
+        d += sq_norms[None, cols]
+        return np.maximum(d, 0.0, out=d)
+
+    def squared_pairs(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        out = np.empty(len(rows), np.float32)
+        for s in range(0, len(rows), _PAIR_CHUNK):  # the same sum as squared_block's, pair by pair
+            r, c = rows[s:s + _PAIR_CHUNK], cols[s:s + _PAIR_CHUNK]
+            d = np.einsum("ij,ij->i", features[r], features[c]) * np.float32(-2.0)
+            out[s:s + _PAIR_CHUNK] = np.maximum(d + sq_norms[r] + sq_norms[c], 0.0)
+        return out
+
+    return squared_block, squared_pairs
+
+
+def nearest_neighbors(squared_block: Callable[[slice, slice], np.ndarray], num_all: int,
+                      k1: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each item's k1+1 nearest items in order (ties by index, as a stable sort) and its row's
+    largest squared distance. The distance matrix is symmetric: each block above the
+    diagonal is computed once and read both ways, half the matrix products of whole rows."""
+    kk = min(k1 + 1, num_all)
+    best = np.full((num_all, kk), np.inf, np.float32)
+    best_index = np.zeros((num_all, kk), np.int64)
+    row_max = np.zeros(num_all, np.float32)
+    side = max(kk, int(np.sqrt(_BLOCK_ELEMENTS)))
+    for i in range(0, num_all, side):
+        rows = slice(i, min(i + side, num_all))
+        for j in range(i, num_all, side):
+            cols = slice(j, min(j + side, num_all))
+            d = squared_block(rows, cols)
+            row_max[rows] = np.maximum(row_max[rows], d.max(axis=1))
+            _keep_nearest(best, best_index, rows, d, j)
+            if j != i:
+                row_max[cols] = np.maximum(row_max[cols], d.max(axis=0))
+                _keep_nearest(best, best_index, cols, d, i, transposed=True)
+    order = np.lexsort((best_index, best), axis=1)
+    return np.take_along_axis(best_index, order, axis=1), row_max
+
+
 class KReciprocal:
     """The k-reciprocal encodings V of every query and gallery item, built from their squared
     distances (`squared_block(rows, cols)`: a block of the (Q+G)^2 matrix, given slices;
@@ -122,12 +168,16 @@ class KReciprocal:
 
     def __init__(self, squared_block: Callable[[slice, slice], np.ndarray],
                  squared_pairs: Callable[[np.ndarray, np.ndarray], np.ndarray],
-                 num_q: int, num_all: int, k1: int = 20, k2: int = 6, lambda_value: float = 0.3):
+                 num_q: int, num_all: int, k1: int = 20, k2: int = 6, lambda_value: float = 0.3,
+                 nearest: np.ndarray | None = None):
         if k1 < 1 or k2 < 1 or not 0.0 <= lambda_value <= 1.0:
             raise ValueError(f"need k1 >= 1, k2 >= 1, 0 <= lambda <= 1; got {k1}, {k2}, {lambda_value}")
         self.squared_block, self.num_q, self.num_all = squared_block, num_q, num_all
         self.lambda_value = lambda_value
-        neighbors, self.row_max = self._neighbors(k1)
+        if nearest is None:
+            neighbors, self.row_max = nearest_neighbors(squared_block, num_all, k1)
+        else:  # Cluster Contrast's encodings: given neighbours, weights softmax(-d^2) with no row maximum
+            neighbors, self.row_max = nearest, np.ones(num_all, np.float32)
         v = self._encodings(neighbors, squared_pairs, k1)
         if k2 != 1:  # local query expansion: the mean encoding of the k2 nearest (self included)
             k2 = min(k2, neighbors.shape[1])
@@ -148,47 +198,28 @@ class KReciprocal:
         if qf.ndim != 2 or gf.ndim != 2 or qf.shape[1] != gf.shape[1]:
             raise ValueError(f"feature shapes do not fit: query {qf.shape}, gallery {gf.shape}")
         features = np.concatenate([qf, gf], axis=0)
-        sq_norms = np.einsum("ij,ij->i", features, features)
+        return cls(*_squared_of(features), len(qf), len(features), k1, k2, lambda_value)
 
-        def squared_block(rows: slice, cols: slice) -> np.ndarray:
-            d = features[rows] @ features[cols].T
-            d *= -2.0
-            d += sq_norms[rows, None]
-            d += sq_norms[None, cols]
-            return np.maximum(d, 0.0, out=d)
-
-        def squared_pairs(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-            out = np.empty(len(rows), np.float32)
-            for s in range(0, len(rows), _PAIR_CHUNK):  # the same sum as squared_block's, pair by pair
-                r, c = rows[s:s + _PAIR_CHUNK], cols[s:s + _PAIR_CHUNK]
-                d = np.einsum("ij,ij->i", features[r], features[c]) * np.float32(-2.0)
-                out[s:s + _PAIR_CHUNK] = np.maximum(d + sq_norms[r] + sq_norms[c], 0.0)
-            return out
-
-        return cls(squared_block, squared_pairs, len(qf), len(features), k1, k2, lambda_value)
-
-    def _neighbors(self, k1: int) -> tuple[np.ndarray, np.ndarray]:
-        """Each item's k1+1 nearest items in order (ties by index, as a stable sort) and its row's
-        largest squared distance. The distance matrix is symmetric: each block above the
-        diagonal is computed once and read both ways, half the matrix products of whole rows."""
-        num_all = self.num_all
-        kk = min(k1 + 1, num_all)
-        best = np.full((num_all, kk), np.inf, np.float32)
-        best_index = np.zeros((num_all, kk), np.int64)
-        row_max = np.zeros(num_all, np.float32)
-        side = max(kk, int(np.sqrt(_BLOCK_ELEMENTS)))
-        for i in range(0, num_all, side):
-            rows = slice(i, min(i + side, num_all))
-            for j in range(i, num_all, side):
-                cols = slice(j, min(j + side, num_all))
-                d = self.squared_block(rows, cols)
-                row_max[rows] = np.maximum(row_max[rows], d.max(axis=1))
-                _keep_nearest(best, best_index, rows, d, j)
-                if j != i:
-                    row_max[cols] = np.maximum(row_max[cols], d.max(axis=0))
-                    _keep_nearest(best, best_index, cols, d, i, transposed=True)
-        order = np.lexsort((best_index, best), axis=1)
-        return np.take_along_axis(best_index, order, axis=1), row_max
+    @classmethod
+    def for_clustering(cls, features: np.ndarray, k1: int = 30, k2: int = 6) -> KReciprocal:
+        """Cluster Contrast's encodings of one set (its compute_jaccard_distance): each item's k1
+        nearest, itself included (its search asks faiss for k1, not k1 + 1), from an exact search
+        (faiss' IndexFlatL2 where installed, else the blocked search: the same neighbours up to
+        ties), weighted by softmax(-d^2) over each set."""
+        features = np.ascontiguousarray(features, np.float32)
+        block, pairs = _squared_of(features)
+        kk = min(k1, len(features))
+        try:
+            import faiss
+        except ImportError:
+            nearest = None
+        else:
+            index = faiss.IndexFlatL2(features.shape[1])
+            index.add(features)
+            nearest = index.search(features, kk)[1].astype(np.int64)
+        if nearest is None:
+            nearest = nearest_neighbors(block, len(features), kk - 1)[0]
+        return cls(block, pairs, len(features), len(features), k1, k2, nearest=nearest)
 
     def _encodings(self, neighbors: np.ndarray, squared_pairs, k1: int) -> sparse.csr_matrix:
         """k-reciprocal sets, expanded by candidates' half-size sets that overlap > 2/3,
