@@ -114,6 +114,7 @@ def main() -> None:
         summary[domain] = {k: float(np.mean([r[k] for r in mine])) for k in ("direct", "adapted", "supervised",
                                                                              "gap_closed")}
         summary[domain]["gap_closed_min"] = min(r["gap_closed"] for r in mine)
+        summary[domain]["seeds"] = len(mine)
         print(f"{domain}: mean over {len(mine)} seeds " + ", ".join(f"{k} {v:.3f}" for k, v in summary[domain].items()))
     data = {"steps": args.steps, "adapt_flags": list(ADAPT), "cpu": cpu_kind(), "rows": rows, "summary": summary}
     if args.output_json:

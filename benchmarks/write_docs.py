@@ -15,10 +15,13 @@ import re
 import statistics
 import sys
 
+import docs_adaptation
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(REPO, "docs", "benchmarks")
 FILES = ("README.md", "docs/benchmarks.md", "docs/trackers_and_galleries.md", "docs/backbones.md",
-         "docs/cpu_kinds.md", "docs/training.md", "docs/original.md", "docs/own_data.md", "docs/datasets.md")
+         "docs/cpu_kinds.md", "docs/training.md", "docs/original.md", "docs/own_data.md", "docs/datasets.md",
+         "docs/adaptation.md")
 MARK = re.compile(r"(<!-- table:(\w+) -->\n)(.*?)(<!-- /table -->)", re.S)
 
 
@@ -376,7 +379,8 @@ RENDER = {f.__name__: f for f in (tracker, tracker_short, embedder, embedder_bes
                                   gallery_scale, gallery_short, gallery_rule, search_serving, osnet_init,
                                   cpu_kinds, train_step_floor, quickstart, quickstart_short, original_replay,
                                   original_teacher, original_flips, calibration_far, identity_count,
-                                  verification_cost, domain_shift)}
+                                  verification_cost, domain_shift, docs_adaptation.adaptation,
+                                  docs_adaptation.cluster_scale)}
 
 
 def render(text: str) -> str:

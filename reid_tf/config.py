@@ -7,20 +7,16 @@ original") are settings too, each off by default; the log's flagfiles turn them 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 from reid_tf import adapt_settings, phrases
-from reid_tf.adapt_settings import AdaptConfig
 from reid_tf.constants import DISTRACTOR_PID, JUNK_PID, MAX_IMAGE_PIXELS, MAX_IMAGES_PER_REQUEST  # noqa: F401
-from reid_tf.settings import ConfigError, Declared, check_fields, declared, from_flag_lines, setting  # noqa: F401
-
-ORIGINAL = "The 2017 original (each off by default)"
+from reid_tf.optim_settings import PROTOCOLS, OptimizerConfig, ScoringConfig  # noqa: F401 - sections, named here too
+from reid_tf.settings import ORIGINAL, ConfigError, Declared, check_fields, declared, from_flag_lines, setting  # noqa: F401
 
 HEADS = ("fc1024", "fc", "fc512", "none")
-PROTOCOLS = ("market1501", "official", "original", "no_cameras")
 MIXED_PRECISION = ("none", "bfloat16", "float16")
 MININGS = ("batch_hard", "batch_hardest")
 CLUSTERS = ("tf_config", "slurm", "kubernetes")  # where `python -m reid_tf.train --cluster` finds workers
@@ -199,43 +195,6 @@ class LossConfig:
 
 
 @dataclass(frozen=True)
-class OptimizerConfig:
-    initial_learning_rate: float = setting(1e-4, "Adam's learning rate.", lower=0.0, words=phrases.rate)
-    decay_rate: float = setting(0.1, "Exponential decay factor per decay_steps.", lower=0.0, upper=1.0)
-    decay_steps: int = setting(10000, "Steps per decay_rate.", lower=1)
-    staircase: bool = setting(False, "Decay in steps (every decay_steps) rather than smoothly.")
-    lr_schedule: str = setting(
-        "exponential", "exponential: by --decay_rate every --decay_steps; piecewise: --lr_values between"
-        " --lr_boundaries (--initial_learning_rate unused); cosine: to 0 over --decay_steps.",
-        choices=("exponential", "piecewise", "cosine"))
-    lr_boundaries: tuple[int, ...] = setting((), "Piecewise schedule: the steps where the rate changes.",
-                                             lower=0)
-    lr_values: tuple[float, ...] = setting((), "Piecewise schedule: the rates, one more than --lr_boundaries.",
-                                           lower=0.0)
-    warmup_steps: int = setting(0, "Linear warm-up steps (0 = none).", lower=0,
-                                words=lambda v, c: (f"warm-up {v} steps from"
-                                                    f" {phrases.number(c.optimizer.warmup_factor)}×") if v else "")
-    warmup_factor: float = setting(0.01, "The warm-up starts at this fraction of the scheduled rate.",
-                                   lower=0.0, upper=1.0)
-    weight_decay: float = setting(0.0, "L2 penalty wd/2*|w|^2 on every trained weight, as PyTorch Adam's"
-                                  " weight_decay (BoT: 5e-4).", lower=0.0,
-                                  words=lambda v, c: f"weight decay {phrases.number(v)}" if v else "")
-    adam_epsilon: float = setting(1e-7, "Adam's epsilon (Keras: 1e-7; TF1's AdamOptimizer, the original's:"
-                                  " 1e-8).", lower=0.0, group=ORIGINAL,
-                                  words=lambda v, c: f"Adam ε {phrases.number(v)}" if v != 1e-7 else "")
-
-    def validate(self) -> None:
-        check_fields(self, SETTINGS["optimizer"])
-        if self.lr_schedule == "piecewise":
-            if len(self.lr_values) != len(self.lr_boundaries) + 1 or not self.lr_boundaries:
-                raise ConfigError(
-                    f"--lr_schedule=piecewise needs --lr_boundaries (got {len(self.lr_boundaries)}) and one"
-                    f" more --lr_values (got {len(self.lr_values)})")
-            if list(self.lr_boundaries) != sorted(set(self.lr_boundaries)):
-                raise ConfigError(f"--lr_boundaries must increase, got {','.join(map(str, self.lr_boundaries))}")
-
-
-@dataclass(frozen=True)
 class TrainConfig:
     max_steps: int = setting(20001, "Train until this step.", lower=0, resumable=True)
     checkpoint_every: int = setting(5000, "Steps between checkpoints.", lower=1, resumable=True)
@@ -276,31 +235,10 @@ class TrainConfig:
             raise ConfigError("--init_checkpoint_full needs --init_checkpoint=RUN_OR_CHECKPOINT")
 
 
-@dataclass(frozen=True)
-class ScoringConfig:
-    protocol: str = setting(
-        "market1501", "market1501 (torchreid, fast-reid); official (Market-1501's compute_AP.m); original"
-        " (the 2017 code's: no camera filtering, mAP over the whole ranking and mAP_at_200); no_cameras (data"
-        " without camera ids: a query leaves only its own file out of its ranking, Hermans et al.'s"
-        " diagonal; mAP as market1501's).",
-        choices=PROTOCOLS, resumable=True, words=lambda v, c: f"{v} protocol" if v != "market1501" else "")
-    rerank_impl: str = setting(
-        "zhong", "zhong: Zhong et al.'s k-reciprocal re-ranking; original: the 2017 code's per-probe version"
-        " over each probe's top 100, with its bug kept (a neighbour after a removed one goes unchecked).",
-        choices=("zhong", "original"), resumable=True)
-    k1: int = setting(20, "Re-ranking k1.", lower=1, resumable=True)
-    k2: int = setting(6, "Re-ranking k2.", lower=1, resumable=True)
-    lambda_value: float = setting(0.3, "Re-ranking weight of the original distance.", lower=0.0, upper=1.0,
-                                  resumable=True)
-
-    def validate(self) -> None:
-        check_fields(self, SETTINGS["scoring"])
-
-
 SECTIONS = {"data": (DataConfig, "Data", "training"), "model": (ModelConfig, "Model", "model"),
             "loss": (LossConfig, "Loss", "loss"), "optimizer": (OptimizerConfig, "Optimiser", "training"),
             "train": (TrainConfig, "Run", "training"), "scoring": (ScoringConfig, "Scoring", "training"),
-            "adapt": (AdaptConfig, adapt_settings.GROUP, "training")}
+            "adapt": (adapt_settings.AdaptConfig, adapt_settings.GROUP, "training")}
 SETTINGS: dict[str, list[Declared]] = {
     name: declared(cls, name, group, column) for name, (cls, group, column) in SECTIONS.items()}
 ALL_SETTINGS = [s for section in SETTINGS.values() for s in section]
@@ -315,7 +253,7 @@ class RunConfig:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
-    adapt: AdaptConfig = field(default_factory=AdaptConfig)
+    adapt: adapt_settings.AdaptConfig = field(default_factory=adapt_settings.AdaptConfig)
 
     def validate(self) -> RunConfig:
         """The config itself once every declared bound and every rule holds; else one ConfigError."""
@@ -324,14 +262,14 @@ class RunConfig:
         return self
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> RunConfig:
         """A config from config.json; settings it lacks (an older run's) take their defaults."""
         kwargs = {}
         for name, (section, _, _) in SECTIONS.items():
-            known = {f.name for f in dataclasses.fields(section)}
+            known = {f.name for f in fields(section)}
             values = {k: tuple(v) if isinstance(v, list) else v  # JSON has lists, configs tuples
                       for k, v in d.get(name, {}).items() if k in known}
             kwargs[name] = section(**values)

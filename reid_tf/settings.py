@@ -12,6 +12,8 @@ from typing import Any
 
 from reid_tf.errors import ReidError
 
+ORIGINAL = "The 2017 original (each off by default)"  # the --help group of the 2017 quirks
+
 
 class ConfigError(ReidError, ValueError):
     """A setting, or a combination of settings, that cannot be run; one line naming the flag."""
