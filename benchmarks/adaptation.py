@@ -107,7 +107,7 @@ def main() -> None:
     parser.add_argument("--output_json")
     parser.add_argument("--plot", help="a PNG of the purity, NMI and target mAP curves")
     args = parser.parse_args()
-    rows = [one(args.output_dir, int(s), d, args.steps) for d in args.domains.split(",") for s in args.seeds.split(",")]
+    rows = [one(args.output_dir, int(s), d, args.steps) for s in args.seeds.split(",") for d in args.domains.split(",")]
     summary = {}
     for domain in args.domains.split(","):
         mine = [r for r in rows if r["domain"] == domain]

@@ -28,12 +28,12 @@ class ClusterSettings:
     camera_centred: bool = True  # each camera's mean feature taken out first, where cameras are known
 
 
-def jaccard_graph(features: np.ndarray, k1: int = 30, k2: int = 6):
+def jaccard_graph(features: np.ndarray, k1: int = 30, k2: int = 6, max_distance: float = 1.0):
     """The sparse [N, N] Jaccard distances of the L2-normalised features (pairs not stored: 1), as
-    Cluster Contrast computes them (KReciprocal.for_clustering)."""
+    Cluster Contrast computes them (KReciprocal.for_clustering); only those within `max_distance`."""
     f = np.asarray(features, np.float32)
     f = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
-    return KReciprocal.for_clustering(f, k1, k2).jaccard_graph()
+    return KReciprocal.for_clustering(f, k1, k2).jaccard_graph(max_distance)
 
 
 def camera_centred(features: np.ndarray, cameras: np.ndarray) -> np.ndarray:
@@ -58,8 +58,8 @@ def pseudo_labels(features: np.ndarray, settings: ClusterSettings = ClusterSetti
                               " (min_samples); give the target more images")
     if settings.camera_centred and cameras is not None and len(np.unique(cameras)) > 1 and (cameras >= 0).all():
         features = camera_centred(features, cameras)
-    graph = jaccard_graph(features, settings.k1, settings.k2)
-    graph.data = np.maximum(graph.data, 1e-9)  # a stored 0 (identical encodings) must stay a neighbour
+    graph = jaccard_graph(features, settings.k1, settings.k2, max_distance=settings.eps)
+    graph.data = np.maximum(graph.data, 1e-9)  # a stored 0 (identical encodings) stays a neighbour; no rounding below 0
     return DBSCAN(eps=settings.eps, min_samples=settings.min_samples, metric="precomputed").fit_predict(graph)
 
 

@@ -276,7 +276,8 @@ def main(config: config_lib.RunConfig, output_dir: str, flags_text: str, note: s
         if line is None:
             raise
         raise group.LostWorkerError(line) from None
-    first = next(iter(run_dir.read_validations(os.path.join(output_dir, run_dir.VALIDATIONS))), None)
+    rows = run_dir.read_validations(os.path.join(output_dir, run_dir.VALIDATIONS))
+    first = next((r for r in rows if "mAP" in r), None)  # not an adaptation's clustering row
     if first and summary.get("final") and first["step"] == 0:
         print(f"validation mAP before training {first['mAP']:.3f}, after {summary['final']['mAP']:.3f}"
               f" (rank-1 {first.get('rank1', 0):.3f} -> {summary['final'].get('rank1', 0):.3f})")

@@ -74,6 +74,19 @@ def test_the_sparse_jaccard_graph_is_the_dense_one_of_the_same_encodings():
     assert np.allclose(np.diag(graph.toarray()), 0, atol=1e-6)
 
 
+def test_the_graph_kept_within_eps_clusters_as_the_whole_one():
+    from sklearn.cluster import DBSCAN
+
+    f, _ = _people(ids=15, per=6, spread=0.7, seed=4)
+    whole = clusters.jaccard_graph(f, k1=10, k2=3)
+    kept = clusters.jaccard_graph(f, k1=10, k2=3, max_distance=0.5)
+    assert kept.nnz < whole.nnz and kept.data.max() <= 0.5 and kept.data.min() > 0
+    whole.data = np.maximum(whole.data, 1e-9)
+    expected = DBSCAN(eps=0.5, min_samples=4, metric="precomputed").fit_predict(whole)
+    assert np.array_equal(clusters.pseudo_labels(f, clusters.ClusterSettings(eps=0.5, k1=10, k2=3)), expected)
+    assert len(set(expected)) > 3
+
+
 def test_dbscan_over_jaccard_recovers_separable_identities():
     f, truth = _people()
     labels = clusters.pseudo_labels(f, clusters.ClusterSettings(k1=10, k2=3))

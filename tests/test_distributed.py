@@ -56,6 +56,12 @@ bot = dataclasses.replace(
     optimizer=dataclasses.replace(config.optimizer, weight_decay=5e-4, warmup_steps=2))
 for name, strategy in (("bot_one", one_device), ("bot_two", mirrored)):
     summaries[name] = train_lib.run(bot, f"{root}/{name}", strategy=strategy)
+# Adaptation: the cluster memory's momentum update and a re-clustering at step 2, the same way.
+adapt = dataclasses.replace(with_train(config, max_steps=3), adapt=dataclasses.replace(
+    config.adapt, adapt_to="market1501", adapt_data_dir=market, cluster_every=2, cluster_eps=0.4,
+    cluster_min_samples=2, cluster_k1=10))
+for name, strategy in (("adapt_one", one_device), ("adapt_two", mirrored)):
+    summaries[name] = train_lib.run(adapt, f"{root}/{name}", strategy=strategy)
 fp16 = with_train(tiny_config(market), mixed_precision="float16", max_steps=3)
 summaries["fp16"] = train_lib.run(fp16, f"{root}/fp16", strategy=mirrored)
 print("SUMMARIES " + json.dumps(summaries))
@@ -83,6 +89,12 @@ def test_mirrored_strategy_runs_train_run_like_one_device(market_dir, tmp_path):
     assert sorted(bot_one) == sorted(bot_two) == [1, 2, 3]
     np.testing.assert_allclose([bot_two[s] for s in (1, 2, 3)], [bot_one[s] for s in (1, 2, 3)], rtol=1e-5)
     assert bot_one[3] != bot_one[1]
+    adapt_one, adapt_two = (tensorboard_losses(str(tmp_path / n)) for n in ("adapt_one", "adapt_two"))
+    assert sorted(adapt_one) == sorted(adapt_two) == [1, 2, 3]
+    np.testing.assert_allclose([adapt_two[s] for s in (1, 2, 3)], [adapt_one[s] for s in (1, 2, 3)], rtol=1e-5)
+    clusterings = [[r["step"] for r in run_dir.read_validations(os.path.join(str(tmp_path / n), "validation.jsonl"))
+                    if "clusters" in r] for n in ("adapt_one", "adapt_two")]
+    assert clusterings == [[0, 2], [0, 2]]
     # Loss scaling under a strategy: finite losses, checkpoints of the scaled optimiser.
     fp16 = tensorboard_losses(str(tmp_path / "fp16"))
     assert sorted(fp16) == [1, 2, 3] and all(np.isfinite(v) for v in fp16.values())

@@ -180,10 +180,12 @@ class KReciprocal:
             shape=(num_all, num_all), dtype=np.float32,
         )
 
-    def jaccard_graph(self) -> sparse.csr_matrix:
+    def jaccard_graph(self, max_distance: float = 1.0) -> sparse.csr_matrix:
         """The Jaccard distance of the encodings between every two items of a set (built with no
         gallery: `of_features(features, features[:0])`), as a sparse [N, N] matrix of the pairs whose
-        encodings overlap; every other pair is at distance 1. What clustering a set needs."""
+        encodings overlap; every other pair is at distance 1. What clustering a set needs.
+        `max_distance` < 1 keeps only the pairs within it (DBSCAN's eps needs no more), each
+        stored as at least 1e-9 so that a distance of 0 stays a stored neighbour."""
         v, n = self.queries, self.queries.shape[0]
         inverted = v.tocsc()
         per_row = max(1.0, v.nnz / max(n, 1))
@@ -198,6 +200,11 @@ class KReciprocal:
             shared = sparse.coo_matrix((mins, (np.repeat(block.row, counts), inverted.indices[pos])),
                                        shape=(block.shape[0], n)).tocsr()  # duplicates summed: sum_k min
             shared.data = 1.0 - shared.data / (2.0 - shared.data)  # rows of V sum to 1
+            if max_distance < 1.0:
+                shared.data[shared.data > max_distance] = np.nan
+                shared.data = np.maximum(shared.data, 1e-9)  # NaN stays NaN: the pairs dropped below
+                shared.data[np.isnan(shared.data)] = 0.0
+                shared.eliminate_zeros()
             blocks.append(shared)
         return sparse.vstack(blocks).tocsr() if blocks else sparse.csr_matrix((0, 0), dtype=np.float32)
 
