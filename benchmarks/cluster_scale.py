@@ -63,8 +63,8 @@ def main() -> None:
         print(json.dumps(measure(*map(int, args.one.split(",")))))
         return
     rows = []
-    for dim in map(int, args.dims.split(",")):
-        for n in map(int, args.sizes.split(",")):
+    for n in map(int, args.sizes.split(",")):
+        for dim in map(int, args.dims.split(",")):
             out = subprocess.run([sys.executable, __file__, f"--one={n},{dim}"], check=True, capture_output=True,
                                  text=True).stdout
             rows.append(json.loads(out.strip().splitlines()[-1]))
@@ -72,10 +72,10 @@ def main() -> None:
             print(f"{n:>7} x {dim:<5} clustering {r['clustering_s']:8.1f} s, kNN floor {r['knn_floor_s']:7.1f} s,"
                   f" ratio {r['ratio']:5.2f}, peak {r['peak_rss_gib']:.2f} GiB; {r['clusters']} clusters,"
                   f" {r['outliers']} outliers, purity {r['purity']:.3f}, NMI {r['nmi']:.3f}", flush=True)
-    if args.output_json:
-        with open(args.output_json, "w", encoding="utf-8") as f:
-            json.dump({"cpu": cpu_kind(), "rows": rows}, f, indent=2)
-            f.write("\n")
+            if args.output_json:  # row by row: a stopped run keeps what it measured
+                with open(args.output_json, "w", encoding="utf-8") as f:
+                    json.dump({"cpu": cpu_kind(), "rows": rows}, f, indent=2)
+                    f.write("\n")
 
 
 if __name__ == "__main__":

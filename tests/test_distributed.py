@@ -13,23 +13,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import warm_python
-from helpers import REPO, checkpoint_steps, tiny_config, with_train
+from helpers import REPO, checkpoint_steps, tensorboard_losses, tiny_config, tiny_flags, with_train
 
 from reid_tf import export_lib, run_dir, train_lib
 from reid_tf.localhost import free_ports
-
-
-def tensorboard_losses(out: str) -> dict[int, float]:
-    """The per-step training loss a run wrote to TensorBoard (the last value of each step)."""
-    losses = {}
-    folder = os.path.join(out, "tensorboard", "train")
-    for name in sorted(os.listdir(folder)):
-        for event in tf.compat.v1.train.summary_iterator(os.path.join(folder, name)):
-            for value in event.summary.value:
-                if value.tag == "loss":
-                    losses[event.step] = float(tf.make_ndarray(value.tensor))
-    return losses
-
 
 MIRRORED = r"""
 import json, sys, dataclasses
@@ -102,16 +89,6 @@ def test_mirrored_strategy_runs_train_run_like_one_device(market_dir, tmp_path):
 
 
 # ---------------------------------------------------------------------------- two worker processes
-
-
-def tiny_flags(market_dir: str, out, **extra) -> list[str]:
-    """Command-line flags equal to tiny_config(market_dir) with trainable=head."""
-    values = {"dataset": "market1501", "data_dir": market_dir, "image_height": 64, "image_width": 32,
-              "backbone": "small", "backbone_weights": "none", "trainable": "head",
-              "return_id_num": 4, "image_num_every_id": 2, "valid_ids": 2, "train_eval_ids": 2,
-              "initial_learning_rate": 1e-3, "max_steps": 4, "checkpoint_every": 2, "eval_every": 2,
-              "log_every": 1, "output_dir": str(out), **extra}
-    return [f"--{k}={v}" for k, v in values.items()]
 
 
 def start_workers(flags_per_worker: list[list[str]], tmp_dir) -> list[subprocess.Popen]:
