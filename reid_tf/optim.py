@@ -7,6 +7,7 @@ import keras
 import tensorflow as tf
 
 from reid_tf import config as config_lib
+from reid_tf.optim_settings import check_piecewise
 
 
 class _SummedGradients:
@@ -62,12 +63,7 @@ def learning_rate_schedule(cfg: config_lib.OptimizerConfig):
         schedule = keras.optimizers.schedules.ExponentialDecay(
             cfg.initial_learning_rate, cfg.decay_steps, cfg.decay_rate, staircase=cfg.staircase)
     elif cfg.lr_schedule == "piecewise":
-        if len(cfg.lr_values) != len(cfg.lr_boundaries) + 1 or not cfg.lr_boundaries:
-            raise ValueError(
-                f"--lr_schedule=piecewise needs --lr_boundaries (got {len(cfg.lr_boundaries)}) and one"
-                f" more --lr_values (got {len(cfg.lr_values)})")
-        if list(cfg.lr_boundaries) != sorted(set(cfg.lr_boundaries)):
-            raise ValueError(f"--lr_boundaries must increase, got {list(cfg.lr_boundaries)}")
+        check_piecewise(cfg)  # a ConfigError, a ValueError
         schedule = keras.optimizers.schedules.PiecewiseConstantDecay(
             [int(b) for b in cfg.lr_boundaries], [float(v) for v in cfg.lr_values])
     elif cfg.lr_schedule == "cosine":

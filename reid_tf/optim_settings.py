@@ -40,12 +40,16 @@ class OptimizerConfig:
     def validate(self) -> None:
         check_fields(self, declared(OptimizerConfig, "optimizer", "Optimiser", "training"))
         if self.lr_schedule == "piecewise":
-            if len(self.lr_values) != len(self.lr_boundaries) + 1 or not self.lr_boundaries:
-                raise ConfigError(
-                    f"--lr_schedule=piecewise needs --lr_boundaries (got {len(self.lr_boundaries)}) and one"
-                    f" more --lr_values (got {len(self.lr_values)})")
-            if list(self.lr_boundaries) != sorted(set(self.lr_boundaries)):
-                raise ConfigError(f"--lr_boundaries must increase, got {','.join(map(str, self.lr_boundaries))}")
+            check_piecewise(self)
+
+
+def check_piecewise(cfg: OptimizerConfig) -> None:
+    """The piecewise schedule's rule (config validation and the schedule's builder both ask it)."""
+    if len(cfg.lr_values) != len(cfg.lr_boundaries) + 1 or not cfg.lr_boundaries:
+        raise ConfigError(f"--lr_schedule=piecewise needs --lr_boundaries (got {len(cfg.lr_boundaries)}) and one"
+                          f" more --lr_values (got {len(cfg.lr_values)})")
+    if list(cfg.lr_boundaries) != sorted(set(cfg.lr_boundaries)):
+        raise ConfigError(f"--lr_boundaries must increase, got {','.join(map(str, cfg.lr_boundaries))}")
 
 
 @dataclass(frozen=True)
