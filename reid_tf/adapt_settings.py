@@ -46,5 +46,6 @@ class AdaptConfig:
 
     def validate(self) -> None:
         check_fields(self, declared(AdaptConfig, "adapt", GROUP, "training"))
-        if self.adapt_to and not self.adapt_data_dir and self.adapt_to != "synthetic":
-            raise ConfigError(f"--adapt_to={self.adapt_to} needs --adapt_data_dir=FOLDER (the target's images)")
+        if self.adapt_to and not self.adapt_data_dir:  # a synthetic target too: its own domain's folder
+            raise ConfigError(f"--adapt_to={self.adapt_to} needs --adapt_data_dir=FOLDER (the target's images; a"
+                              " synthetic domain's: tools/make_synthetic_dataset.py --domain=NAME)")
